@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(tcpdump iproute2 iputils-ping conntrack curl ethtool wireshark-common python3)
+debs=(tcpdump iproute2 iptables iputils-ping conntrack curl ethtool wireshark-common python3)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
