@@ -7,7 +7,7 @@ import { CTINFO, DIR, EVENT, STATUS, TCLASS, TCLASS_COUNT, TCP_STATE, TRACK } fr
 import { EventRing } from "./events.js";
 import { ConnSnapshot } from "./snapshot.js";
 import { ConnTable, EVICTION_RANGE } from "./table.js";
-import { TcpTracker } from "./tcp.js";
+import { TCP_INVALID_LOWER_MIN, TCP_REASON_NAMES, TcpTracker } from "./tcp.js";
 
 /** Per-packet flags the caller knows from the I/O path. */
 export const PKT = {
@@ -208,6 +208,15 @@ export class Conntrack {
       this.entry = i;
       this.dir = dir;
       if (r === TRACK.INVALID) {
+        // nf_tcp_handle_invalid(): out-of-window FIN/RST from both sides shrink
+        // an ASSURED entry's timeout to UNACK when more than that is left.
+        if (this.tcp.outLowerToUnack) {
+          const left = tb.expires[i] - now;
+          if (left >= TCP_INVALID_LOWER_MIN * 1000 && left > tb.timeoutMs[TCLASS.TCP_UNACK]) {
+            this.account(i, dir, p.length);
+            tb.refresh(i, TCLASS.TCP_UNACK, now);
+          }
+        }
         this.entry = -1;
         return this.invalid(REASON.TCP_STATE);
       }
@@ -483,6 +492,11 @@ export class Conntrack {
         i = next;
       }
     }
+  }
+
+  /** The TCP tracker's reason for the last INVALID/IGNORE verdict, as text ("" when none). */
+  tcpReasonName(): string {
+    return TCP_REASON_NAMES[this.tcpReason] ?? "";
   }
 
   /** TCP state of entry `i`, or -1 for other protocols. */
