@@ -2,16 +2,14 @@
  * Every configuration-time and file-level error sluice raises, declared in
  * one table. The packet path never throws (it returns codes); these are for
  * bad configs, bad files and bad command lines, where a clear message that
- * names the field, file, line or byte offset is the product.
+ * names the field, file, line or byte offset is the product. Capture files
+ * have their own table beside their reader (src/io/pcap-errors.ts).
  */
 
 /** Error codes, one per kind of fault. */
 export const ERR = {
   CONFIG_FIELD: "ESLUICE_CONFIG_FIELD",
   CONFIG_UNKNOWN: "ESLUICE_CONFIG_UNKNOWN",
-  PCAP_MAGIC: "ESLUICE_PCAP_MAGIC",
-  PCAP_TRUNCATED: "ESLUICE_PCAP_TRUNCATED",
-  PCAP_MALFORMED: "ESLUICE_PCAP_MALFORMED",
   USAGE: "ESLUICE_USAGE",
   IO: "ESLUICE_IO",
 } as const;

@@ -1,2 +1,49 @@
 #!/usr/bin/env node
-console.log("hello");
+/**
+ * The `sluice` command: one binary, subcommands dispatched here. Errors the
+ * user can fix (SluiceError) print their message and exit 1; usage errors
+ * exit 2; anything else is a bug and prints its stack.
+ */
+import { SluiceError, ERR } from "../errors.js";
+import { PcapError } from "../io/pcap.js";
+import { replayMain } from "./replay.js";
+
+const USAGE = `usage: sluice <command> [options]
+
+commands:
+  replay CAPTURE [--json] [--list] [--events] [--write-accepted OUT.pcap]
+                 [--sysctl NAME=VALUE]... [--quiet]
+      run every packet of a pcap/pcapng capture through the connection
+      tracker (policy: drop INVALID, accept the rest), with the capture's
+      timestamps as the clock
+  help           this text
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case "replay":
+      return replayMain(rest);
+    case undefined:
+    case "help":
+    case "-h":
+    case "--help":
+      process.stdout.write(USAGE);
+      return cmd === undefined ? 2 : 0;
+    default:
+      throw new SluiceError(ERR.USAGE, `unknown command "${cmd}"\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => {
+    if (err instanceof SluiceError || err instanceof PcapError) {
+      process.stderr.write(`sluice: ${err.message}\n`);
+      process.exitCode = err instanceof SluiceError && err.code === ERR.USAGE ? 2 : 1;
+    } else {
+      process.stderr.write(`sluice: internal error: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exitCode = 70;
+    }
+  },
+);
