@@ -23,7 +23,7 @@ export class EventRing {
   readonly capacity: number;
   private readonly mask: number;
   private readonly meta: Uint32Array;
-  private readonly addr: Uint32Array;
+  private readonly addr: Int32Array;
   private readonly port: Uint16Array;
   private readonly nums: Float64Array;
   /** Free-running read and write counters. */
@@ -40,7 +40,7 @@ export class EventRing {
     this.capacity = capacity;
     this.mask = capacity - 1;
     this.meta = new Uint32Array(capacity * META);
-    this.addr = new Uint32Array(capacity * 16);
+    this.addr = new Int32Array(capacity * 16);
     this.port = new Uint16Array(capacity * 4);
     this.nums = new Float64Array(capacity * NUMS);
   }
@@ -65,7 +65,7 @@ export class EventRing {
   fill(
     r: number, type: number, time: number, handle: number, family: number, proto: number, tcpState: number,
     status: number, timeout: number, mark: number,
-    addr: Uint32Array, addrOff: number, port: Uint16Array, portOff: number, counters: Float64Array, cOff: number,
+    addr: Int32Array, addrOff: number, port: Uint16Array, portOff: number, counters: Float64Array, cOff: number,
   ): void {
     const m = r * META;
     this.meta[m] = type;

@@ -15,7 +15,7 @@ export class ConnSnapshot {
   /** Table handle, for sluice's own output. */
   handle = 0;
   /** Orig src, orig dst, reply src, reply dst: 4 words each. */
-  readonly addr = new Uint32Array(16);
+  readonly addr = new Int32Array(16);
   /** Orig sport, orig dport, reply sport, reply dport (ICMP: id, type<<8|code). */
   readonly port = new Uint16Array(4);
   /** Packets orig, bytes orig, packets reply, bytes reply. */

@@ -66,7 +66,8 @@ export class ConnTable {
   /** Entries allocated (confirmed and unconfirmed). */
   count = 0;
 
-  readonly addr: Uint32Array;
+  /** Address words as signed int32, like `Tuple`. */
+  readonly addr: Int32Array;
   readonly port: Uint16Array;
   readonly family: Uint8Array;
   readonly proto: Uint8Array;
@@ -94,7 +95,7 @@ export class ConnTable {
     this.bucketCount = buckets > 0 ? buckets : cap;
     this.bucketMask = this.bucketCount - 1;
     this.seed = seed >>> 0;
-    this.addr = new Uint32Array(cap * 16);
+    this.addr = new Int32Array(cap * 16);
     this.port = new Uint16Array(cap * 4);
     this.family = new Uint8Array(cap);
     this.proto = new Uint8Array(cap);
@@ -138,7 +139,7 @@ export class ConnTable {
 
   // ---- hashing ----
 
-  /** Seeded hash of a tuple (murmur3-style mixing of its words). */
+  /** Seeded hash of a tuple (murmur3-style mixing of its words), as an int32; use `bucketOf`. */
   hashTuple(t: Tuple): number {
     let h = this.seed ^ (t.family << 8) ^ t.proto;
     h = mix(h, t.src[0]); h = mix(h, t.src[1]); h = mix(h, t.src[2]); h = mix(h, t.src[3]);
@@ -318,5 +319,5 @@ function fmix(h: number): number {
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
-  return h >>> 0;
+  return h;
 }

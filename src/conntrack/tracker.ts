@@ -225,14 +225,17 @@ export class Conntrack {
       if (this.l4Assured && (status & STATUS.ASSURED) === 0) { status |= STATUS.ASSURED; changed = true; }
       if (this.l4Class >= 0 || this.l4Kill) this.account(i, dir, p.length);
       if (this.l4Class >= 0) tb.refresh(i, this.l4Class, now);
-      if (dir === DIR.REPLY && (status & STATUS.SEEN_REPLY) === 0) { status |= STATUS.SEEN_REPLY; changed = true; }
+      // nf_ct_kill_acct() reports DESTROY from inside the protocol tracker,
+      // before nf_conntrack_in() sets SEEN_REPLY: a killed entry stays unreplied.
+      if (dir === DIR.REPLY && (status & STATUS.SEEN_REPLY) === 0 && !this.l4Kill) { status |= STATUS.SEEN_REPLY; changed = true; }
       tb.status[i] = status;
       this.ctinfo = ctinfo;
       if (this.l4Kill) {
         this.destroy(i, now);
         this.entry = -1;
       } else if (changed) {
-        this.emit(EVENT.UPDATE, i, now);
+        // ctnetlink carries the TCP state in an UPDATE only with IPCT_PROTOINFO (a state change).
+        this.emit(EVENT.UPDATE, i, now, this.l4Changed);
       }
       return ctinfo;
     }
@@ -380,13 +383,13 @@ export class Conntrack {
     const base = i * 16 + dir * 8 + 4;
     const a = tb.addr, b = p.buf, o = p.off;
     if (p.family === AF.INET) {
-      if (a[base] !== (((b[o + 16] << 24) | (b[o + 17] << 16) | (b[o + 18] << 8) | b[o + 19]) >>> 0)) {
+      if (a[base] !== ((b[o + 16] << 24) | (b[o + 17] << 16) | (b[o + 18] << 8) | b[o + 19])) {
         return this.invalid(REASON.ICMP_ERROR_DADDR);
       }
     } else {
       for (let k = 0; k < 4; k++) {
         const d = o + 24 + k * 4;
-        if (a[base + k] !== (((b[d] << 24) | (b[d + 1] << 16) | (b[d + 2] << 8) | b[d + 3]) >>> 0)) {
+        if (a[base + k] !== ((b[d] << 24) | (b[d + 1] << 16) | (b[d + 2] << 8) | b[d + 3])) {
           return this.invalid(REASON.ICMP_ERROR_DADDR);
         }
       }
@@ -522,12 +525,13 @@ export class Conntrack {
     out.helper = "";
   }
 
-  private emit(type: number, i: number, now: number): void {
+  /** Writes an event for entry `i`; `withState` false leaves the TCP state out (-1), as an UPDATE without IPCT_PROTOINFO. */
+  private emit(type: number, i: number, now: number, withState = true): void {
     const ev = this.events;
     const r = ev.reserve();
     if (r < 0) return;
     const tb = this.table;
-    ev.fill(r, type, now, tb.handle(i), tb.family[i], tb.proto[i], this.tcpState(i), tb.status[i],
+    ev.fill(r, type, now, tb.handle(i), tb.family[i], tb.proto[i], withState ? this.tcpState(i) : -1, tb.status[i],
       secondsLeft(tb.expires[i], now), tb.mark[i], tb.addr, i * 16, tb.port, i * 4, tb.counters, i * 4);
   }
 }

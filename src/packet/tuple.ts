@@ -1,4 +1,4 @@
-import { readU16, readU32 } from "./bytes.js";
+import { readI32, readU16 } from "./bytes.js";
 import { AF, IPPROTO } from "./constants.js";
 import type { Packet, QuotedPacket } from "./packet.js";
 
@@ -12,8 +12,9 @@ import type { Packet, QuotedPacket } from "./packet.js";
 export class Tuple {
   family = 0;
   proto = 0;
-  readonly src = new Uint32Array(4);
-  readonly dst = new Uint32Array(4);
+  /** Address words as signed int32 (see `readI32`); print with `>>> 0`. */
+  readonly src = new Int32Array(4);
+  readonly dst = new Int32Array(4);
   sport = 0;
   dport = 0;
 
@@ -48,7 +49,9 @@ export class Tuple {
     const s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
     this.src[0] = d[0]; this.src[1] = d[1]; this.src[2] = d[2]; this.src[3] = d[3];
     this.dst[0] = s0; this.dst[1] = s1; this.dst[2] = s2; this.dst[3] = s3;
-    if (t.proto === IPPROTO.ICMP || t.proto === IPPROTO.ICMPV6) {
+    // Only ICMP over IPv4 and ICMPv6 over IPv6 carry type/id; the other
+    // pairings are generic (ports 0, see hasL4Tuple) and invert by the swap below.
+    if ((t.proto === IPPROTO.ICMP && t.family === AF.INET) || (t.proto === IPPROTO.ICMPV6 && t.family === AF.INET6)) {
       const inv = icmpInverseType(t.family, t.dport >> 8);
       if (inv < 0) return false;
       this.sport = t.sport;
@@ -89,14 +92,14 @@ export function icmpInverseType(family: number, type: number): number {
 function loadAddresses(out: Tuple, family: number, buf: Uint8Array, ipOff: number): void {
   out.family = family;
   if (family === AF.INET) {
-    out.src[0] = readU32(buf, ipOff + 12);
-    out.dst[0] = readU32(buf, ipOff + 16);
+    out.src[0] = readI32(buf, ipOff + 12);
+    out.dst[0] = readI32(buf, ipOff + 16);
     out.src[1] = out.src[2] = out.src[3] = 0;
     out.dst[1] = out.dst[2] = out.dst[3] = 0;
   } else {
     for (let i = 0; i < 4; i++) {
-      out.src[i] = readU32(buf, ipOff + 8 + (i << 2));
-      out.dst[i] = readU32(buf, ipOff + 24 + (i << 2));
+      out.src[i] = readI32(buf, ipOff + 8 + (i << 2));
+      out.dst[i] = readI32(buf, ipOff + 24 + (i << 2));
     }
   }
 }
