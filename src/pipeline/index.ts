@@ -19,9 +19,10 @@
  */
 import { CTINFO, TRACK } from "../conntrack/constants.js";
 import { resolveConntrackConfig, type ConntrackConfig } from "../conntrack/config.js";
-import { Conntrack } from "../conntrack/tracker.js";
+import { Conntrack, PKT } from "../conntrack/tracker.js";
+import { AF } from "../packet/constants.js";
 import { DEFRAG, Defragmenter } from "../packet/defrag.js";
-import { Packet } from "../packet/packet.js";
+import { PARSE, Packet } from "../packet/packet.js";
 
 /** Verdicts, with the kernel's values (NF_DROP, NF_ACCEPT, NF_STOLEN). */
 export const VERDICT = { DROP: 0, ACCEPT: 1, STOLEN: 2 } as const;
@@ -96,8 +97,15 @@ export class Pipeline {
       len = this.defrag.outLength;
     }
     const ct = this.ct;
-    this.parseStatus = this.pkt.parse(buf, off, len);
-    const ctinfo = ct.process(this.pkt, this.parseStatus, now, flags);
+    let status = this.pkt.parse(buf, off, len);
+    // ip_rcv_core() drops an IPv4 header with a bad checksum before any hook;
+    // packets from the kernel (CSUM_UNNECESSARY) have passed it already.
+    if (status !== PARSE.BAD_L3 && this.pkt.family === AF.INET && (flags & PKT.CSUM_UNNECESSARY) === 0 &&
+        !this.pkt.ip4.verifyChecksum()) {
+      status = PARSE.BAD_L3;
+    }
+    this.parseStatus = status;
+    const ctinfo = ct.process(this.pkt, status, now, flags);
     if (ctinfo === CTINFO.INVALID || ct.track === TRACK.DROP) {
       this.stats.invalid += ctinfo === CTINFO.INVALID ? 1 : 0;
       ct.abort();
