@@ -18,7 +18,12 @@ export function sumWords(buf: Uint8Array, off: number, len: number, sum: number)
 
 /** Folds an unfolded sum into 16 bits with end-around carry. */
 export function fold(sum: number): number {
-  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 65536);
+  if (sum <= 0xffffffff) {
+    // The common case: integer ops only (a 64 KiB packet sums to < 2^31).
+    sum = (sum & 0xffff) + (sum >>> 16);
+    return (sum & 0xffff) + (sum >>> 16);
+  }
+  while (sum > 0xffff) sum = (sum % 65536) + Math.floor(sum / 65536);
   return sum;
 }
 
