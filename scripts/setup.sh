@@ -2,7 +2,7 @@
 # Sets up a fresh Debian 12 machine for sluice: the Debian tools the tests and
 # the lab drive (tcpdump, iproute2, ping, conntrack-tools, curl, ethtool,
 # editcap/dumpcap for pcapng), then the npm packages from package-lock.json
-# and the TypeScript build (npm ci runs `prepare`, which runs tsc).
+# and the TypeScript build (`prepare` runs tsc).
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +22,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
-else
-  npm run --silent build
-fi
+# `npm install`, not `npm ci`: the registry these machines reach carries only
+# the linux-x64 builds of optional platform packages (rollup's), so the lock
+# cannot list the others and `npm ci` refuses it as "out of sync". `npm install`
+# still installs exactly the versions package-lock.json pins, and leaves it as is.
+# It runs `prepare` (tsc) too.
+npm install --no-audit --no-fund
