@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine for sluice: the Debian tools the tests and
 # the lab drive (tcpdump, iproute2, ping, conntrack-tools, curl, ethtool,
-# editcap/dumpcap for pcapng), then the npm packages from package-lock.json
-# and the TypeScript build (`prepare` runs tsc).
+# editcap/dumpcap for pcapng, nft, g++ and make for the addon), then the npm
+# packages from package-lock.json, the native addon and the TypeScript build
+# (`prepare` runs node-gyp, then tsc).
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(tcpdump iproute2 iptables iputils-ping conntrack curl ethtool wireshark-common python3)
+debs=(tcpdump iproute2 iptables nftables iputils-ping conntrack curl ethtool wireshark-common python3 g++ make)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
