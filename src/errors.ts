@@ -12,6 +12,20 @@ export const ERR = {
   CONFIG_UNKNOWN: "ESLUICE_CONFIG_UNKNOWN",
   USAGE: "ESLUICE_USAGE",
   IO: "ESLUICE_IO",
+  /** A config file that is not valid YAML (the message names file:line:column). */
+  CONFIG_SYNTAX: "ESLUICE_CONFIG_SYNTAX",
+  /** A listening socket could not be opened (address in use, not local, privileged port). */
+  LISTEN: "ESLUICE_LISTEN",
+  /** The route/address mirror could not read or parse the namespace's routes (`ip -json`). */
+  ROUTE: "ESLUICE_ROUTE",
+  /** The control socket: no daemon answers at the path (or nothing is there). */
+  CONTROL_NOT_RUNNING: "ESLUICE_CONTROL_NOT_RUNNING",
+  /** The control socket exists but this user may not connect (it is owner-only, mode 0600). */
+  CONTROL_PERMISSION: "ESLUICE_CONTROL_PERMISSION",
+  /** The control socket path is taken: another sluice answers there, or it is not a socket. */
+  CONTROL_IN_USE: "ESLUICE_CONTROL_IN_USE",
+  /** The control connection broke or carried something that is not the protocol (src/control/protocol.ts). */
+  CONTROL_PROTOCOL: "ESLUICE_CONTROL_PROTOCOL",
 } as const;
 
 export type ErrorCode = (typeof ERR)[keyof typeof ERR];
