@@ -7,6 +7,8 @@
 import { SluiceError, ERR } from "../errors.js";
 import { PcapError } from "../io/pcap.js";
 import { replayMain } from "./replay.js";
+import { conntrackMain } from "./conntrack.js";
+import { statsMain } from "./stats.js";
 
 const USAGE = `usage: sluice <command> [options]
 
@@ -16,6 +18,11 @@ commands:
       run every packet of a pcap/pcapng capture through the connection
       tracker (policy: drop INVALID, accept the rest), with the capture's
       timestamps as the clock
+  conntrack -L|-E|-D|-F|-C [filters] [-o extended,timestamp] [--socket PATH]
+      the running daemon's connection table, like conntrack(8): list,
+      live events, delete by tuple, flush, count (sluice conntrack -h)
+  stats [--json] [--socket PATH]
+      the running daemon's counters: queues, table fill, pipeline, conntrack
   help           this text
 `;
 
@@ -24,6 +31,10 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case "replay":
       return replayMain(rest);
+    case "conntrack":
+      return conntrackMain(rest);
+    case "stats":
+      return statsMain(rest);
     case undefined:
     case "help":
     case "-h":
