@@ -176,7 +176,7 @@ async function benchSluiceTcp(n: number): Promise<Row> {
 }
 
 function bytesPerConn(ct: Conntrack): number {
-  const perEntry = ct.table.bytesPerEntry() + (ct.tcp.words.byteLength + ct.tcp.bytes.byteLength) / ct.table.capacity;
+  const perEntry = ct.table.bytesPerEntry(); // TCP state lives in the table record
   return perEntry;
 }
 

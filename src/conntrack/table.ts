@@ -2,31 +2,72 @@ import type { Tuple } from "../packet/tuple.js";
 import { STATUS, TCLASS_COUNT } from "./constants.js";
 
 /*
- * The connection table: struct-of-arrays over a power-of-two capacity.
+ * The connection table: one 192-byte record per entry (three 64-byte cache
+ * lines) in a single ArrayBuffer, read through typed views of it (`i32`,
+ * `u16`, `f64`), plus two per-entry side arrays and the bucket array.
  *
- *   entry i                      words / bytes
- *   addr   [i*16 ..  +3]  orig src     [+4..+7] orig dst      (IPv4: word 0 only)
- *          [i*16+8 ..+11] reply src    [+12..+15] reply dst
- *   port   [i*4] orig sport, [+1] orig dport, [+2] reply sport, [+3] reply dport
- *   family, proto, tclass (timeout class; NO_CLASS when in no ring), status, gen
- *   expires (ms), counters [i*4] pkts orig, bytes orig, pkts reply, bytes reply, mark
+ *   entry i = record bytes [i*192, i*192+192) = int32 words [i*48, i*48+48)
+ *
+ *   line 0 (w0..15): chain walk and match, expiry, accounting
+ *   ┌─────────┬─────────┬───────────┬───────────┬──────────┬──────┬──────────┬──────────────────────────────┐
+ *   │nodeNext │nodeNext │orig sport │reply sport│family    │ mark │ expires  │ counters (f64): pkts orig,   │
+ *   │ [orig]  │ [reply] │     dport │      dport│proto cls │      │ (f64 ms) │ bytes orig, pkts/bytes reply │
+ *   └─────────┴─────────┴───────────┴───────────┴──────────┴──────┴──────────┴──────────────────────────────┘
+ *      w0        w1        w2 (u16×2)  w3 (u16×2)  w4 (u16×2) w5     w6..7      w8..15
+ *
+ *   line 1 (w16..31): addresses, 4 words each (IPv4: word 0, the rest 0)
+ *   ┌────────────┬────────────┬────────────┬────────────┐
+ *   │ orig src   │ orig dst   │ reply src  │ reply dst  │
+ *   └────────────┴────────────┴────────────┴────────────┘
+ *      w16..19      w20..23      w24..27      w28..31
+ *
+ *   line 2 (w32..47): protocol state, expiry-ring links
+ *   ┌──────────────────────────────────────────────────────────────┬──────┬──────┐
+ *   │ L4 area (Linux's `proto` union of struct nf_conn): TCP's 12  │ prev │ next │
+ *   │ words + 8 bytes (tcp.ts), or UDP's stream_ts (f64 at w32)    │      │      │
+ *   └──────────────────────────────────────────────────────────────┴──────┴──────┘
+ *      w32..45                                                        w46    w47
+ *
+ *   per entry, outside the record: status (u16), gen (u16)
+ *   per bucket: bucketHead (i32)
+ *
+ * Why this shape: at 10^6 entries the table is ~200 MB, so every entry read
+ * is a cache miss and usually a TLB miss. An established packet reads its
+ * bucket; line 0 of each node on the chain (the link to the next node, and
+ * ports, family and protocol, which reject a mismatch); line 1 of the
+ * match; status and line 2 (TCP state or UDP stream_ts, the ring links);
+ * and it stores into the ring neighbours' line 2 when it moves to the tail.
+ * That is 5-6 lines, and lines 0-2 of an entry share a page (except ~1
+ * entry in 21). In the old struct-of-arrays layout each field was its own
+ * array, so each was its own line and usually its own page: ~16 for UDP,
+ * ~18 for TCP. Measurements are in src/conntrack/index.ts.
+ *
+ * status and gen stay per-entry arrays. Code outside conntrack/ indexes
+ * status (`table.status[i]`), gen is cold, and the record has no byte left.
+ * Budget: 192 + 2 + 2 + 4 (bucket) = 200 bytes per entry, TCP state
+ * included.
  *
  * Hash index: chained, intrusive. Each entry has two nodes, node = i*2 + dir,
  * hashed by the tuple of that direction; `bucketHead[b]` is the first node of
- * bucket b, `nodeNext[node]` the next (-1 ends a chain). A lookup with either
- * direction's tuple finds the entry and, from the node's low bit, the
+ * bucket b, `nodeNext` of a node the next (-1 ends a chain). A lookup with
+ * either direction's tuple finds the entry and, from the node's low bit, the
  * direction. Chains are bounded at insert (Linux's "chaintoolong").
  *
- * Expiry: one intrusive doubly-linked ring per timeout class (`prev`/`next`).
+ * Expiry: one intrusive doubly-linked ring per timeout class (prev/next).
  * Every entry of a class has the same timeout, and the clock only moves
  * forward, so appending at the tail keeps each ring sorted by expiry:
- * refresh = unlink + append; reap = pop heads while expired.
+ * refresh = unlink + append; reap = pop heads while expired. A refresh of
+ * the entry already at the tail of its class's ring only updates its expiry.
  *
  * Free list: singly linked through `next` of free entries.
  *
  * Unconfirmed entries (allocated for a packet whose verdict is pending) are
  * in neither the hash nor a ring: they become visible only at `insert`
  * (CONFIRMED semantics, `__nf_conntrack_confirm`).
+ *
+ * Index arithmetic stays in small integers. The largest view index is
+ * u16's, i*96, below 2^31 for every capacity up to 2^24. tcp.ts computes its
+ * byte index, which can pass 2^31, inside each method.
  */
 
 /** tclass value of an entry that is in no expiry ring (free or unconfirmed). */
@@ -38,6 +79,41 @@ const MIN_CHAINLEN = 50;
 const CHAINLEN_RANDOM = 30;
 /** Handles carry the entry index in their low 24 bits and a 16-bit generation above. */
 const INDEX_SPACE = 1 << 24;
+
+/** Record geometry, shared with the protocol trackers that keep their state in the L4 area. */
+export const REC = {
+  /** Bytes per entry record (three cache lines). */
+  BYTES: 192,
+  /** Int32 words per entry record. */
+  WORDS: 48,
+  /** Float64 slots per entry record. */
+  F64: 24,
+  /** First int32 word of the L4 area (line 2). */
+  L4: 32,
+  /** Int32 words in the L4 area. */
+  L4_WORDS: 14,
+} as const;
+
+/** Plain numbers for the index arithmetic (no property load). */
+const RW = REC.WORDS;
+const RF = REC.F64;
+// Word offsets in a record (see the diagram).
+const W_NODE_NEXT = 0;
+const W_PORTS = 2;
+const W_META = 4;
+const W_MARK = 5;
+const W_EXPIRES = 6;
+const W_COUNTERS = 8;
+const W_ADDR = 16;
+const W_PREV = 46;
+const W_NEXT = 47;
+// The same as indexes of the u16 and f64 views, relative to the record's.
+const H_PORTS = W_PORTS * 2;
+/** family | proto << 8, one u16. */
+const H_FAMPROTO = W_META * 2;
+const H_TCLASS = W_META * 2 + 1;
+const F_EXPIRES = W_EXPIRES / 2;
+const F_COUNTERS = W_COUNTERS / 2;
 
 /** Rounds up to a power of two. */
 export function pow2ceil(n: number): number {
@@ -52,9 +128,9 @@ function randomSeed(): number {
 }
 
 /**
- * Struct-of-arrays connection storage with its hash index, expiry rings and
- * free list. Protocol trackers keep their own per-entry arrays indexed the
- * same way. All methods are allocation-free.
+ * Connection storage (one record per entry) with its hash index, expiry
+ * rings and free list. Protocol trackers keep their per-entry state in the
+ * record's L4 area (views of `buffer`). All methods are allocation-free.
  */
 export class ConnTable {
   readonly capacity: number;
@@ -66,22 +142,20 @@ export class ConnTable {
   /** Entries allocated (confirmed and unconfirmed). */
   count = 0;
 
-  /** Address words as signed int32, like `Tuple`. */
-  readonly addr: Int32Array;
-  readonly port: Uint16Array;
-  readonly family: Uint8Array;
-  readonly proto: Uint8Array;
-  readonly tclass: Uint8Array;
+  /** The records, `capacity * REC.BYTES` bytes. */
+  readonly buffer: ArrayBuffer;
+  /** Int32 view of the records: chain and ring links, mark, addresses (signed, like `Tuple`). */
+  readonly i32: Int32Array;
+  /** Uint16 view of the records: ports, family|proto, tclass. */
+  readonly u16: Uint16Array;
+  /** Float64 view of the records: expires, counters. */
+  readonly f64: Float64Array;
+  /** STATUS bits of each entry. */
   readonly status: Uint16Array;
+  /** Generation of each entry, bumped at every alloc (see `handle`). */
   readonly gen: Uint16Array;
-  readonly expires: Float64Array;
-  readonly counters: Float64Array;
-  readonly mark: Uint32Array;
 
   readonly bucketHead: Int32Array;
-  readonly nodeNext: Int32Array;
-  readonly prev: Int32Array;
-  readonly next: Int32Array;
   readonly ringHead: Int32Array;
   readonly ringTail: Int32Array;
   /** Timeout of each class in ms. */
@@ -97,21 +171,21 @@ export class ConnTable {
     this.bucketCount = buckets > 0 ? buckets : cap;
     this.bucketMask = this.bucketCount - 1;
     this.seed = seed >>> 0;
-    this.addr = new Int32Array(cap * 16);
-    this.port = new Uint16Array(cap * 4);
-    this.family = new Uint8Array(cap);
-    this.proto = new Uint8Array(cap);
-    this.tclass = new Uint8Array(cap).fill(NO_CLASS);
+    this.buffer = new ArrayBuffer(cap * REC.BYTES);
+    this.i32 = new Int32Array(this.buffer);
+    this.u16 = new Uint16Array(this.buffer);
+    this.f64 = new Float64Array(this.buffer);
     this.status = new Uint16Array(cap);
     this.gen = new Uint16Array(cap);
-    this.expires = new Float64Array(cap);
-    this.counters = new Float64Array(cap * 4);
-    this.mark = new Uint32Array(cap);
     this.bucketHead = new Int32Array(this.bucketCount).fill(-1);
-    this.nodeNext = new Int32Array(cap * 2).fill(-1);
-    this.prev = new Int32Array(cap).fill(-1);
-    this.next = new Int32Array(cap);
-    for (let i = 0; i < cap; i++) this.next[i] = i + 1 < cap ? i + 1 : -1;
+    const a = this.i32, h = this.u16;
+    for (let i = 0; i < cap; i++) {
+      const w = i * RW;
+      a[w + W_NODE_NEXT] = a[w + W_NODE_NEXT + 1] = -1;
+      h[w * 2 + H_TCLASS] = NO_CLASS;
+      a[w + W_PREV] = -1;
+      a[w + W_NEXT] = i + 1 < cap ? i + 1 : -1;
+    }
     this.freeHead = 0;
     this.rng = (this.seed ^ 0x9e3779b9) | 1;
     this.ringHead = new Int32Array(TCLASS_COUNT).fill(-1);
@@ -119,13 +193,43 @@ export class ConnTable {
     this.timeoutMs = timeoutMs;
   }
 
-  /** Bytes of typed-array storage per entry in this table (buckets included). */
+  /** Bytes of typed-array storage per entry in this table (records with their L4 area, side arrays, buckets). */
   bytesPerEntry(): number {
-    const arrays = [this.addr, this.port, this.family, this.proto, this.tclass, this.status, this.gen,
-      this.expires, this.counters, this.mark, this.nodeNext, this.prev, this.next];
-    let total = this.bucketHead.byteLength;
-    for (const a of arrays) total += a.byteLength;
+    const total = this.buffer.byteLength + this.status.byteLength + this.gen.byteLength + this.bucketHead.byteLength;
     return total / this.capacity;
+  }
+
+  // ---- fields ----
+
+  /** Address family of entry `i` (AF.*). */
+  family(i: number): number { return this.u16[i * RW * 2 + H_FAMPROTO] & 0xff; }
+  /** IP protocol of entry `i`. */
+  proto(i: number): number { return this.u16[i * RW * 2 + H_FAMPROTO] >> 8; }
+  /** Timeout class of entry `i`, NO_CLASS when in no ring. */
+  tclass(i: number): number { return this.u16[i * RW * 2 + H_TCLASS]; }
+  /** Expiry time of entry `i` (ms). */
+  expires(i: number): number { return this.f64[i * RF + F_EXPIRES]; }
+  /** Connection mark of entry `i` (uint32). */
+  mark(i: number): number { return this.i32[i * RW + W_MARK] >>> 0; }
+  setMark(i: number, mark: number): void { this.i32[i * RW + W_MARK] = mark; }
+  /** Port `k` of entry `i`: 0 orig sport, 1 orig dport, 2 reply sport, 3 reply dport. */
+  port(i: number, k: number): number { return this.u16[i * RW * 2 + H_PORTS + k]; }
+  /** Index in `i32` of entry `i`'s 16 address words (orig src, orig dst, reply src, reply dst). */
+  addrAt(i: number): number { return i * RW + W_ADDR; }
+  /** Index in `u16` of entry `i`'s 4 ports. */
+  portAt(i: number): number { return i * RW * 2 + H_PORTS; }
+  /** Index in `f64` of entry `i`'s 4 counters (packets orig, bytes orig, packets reply, bytes reply). */
+  countersAt(i: number): number { return i * RF + F_COUNTERS; }
+  /** The node after `n` in its hash chain, or -1. */
+  nodeNext(n: number): number { return this.i32[(n >> 1) * RW + W_NODE_NEXT + (n & 1)]; }
+  /** The entry after `i` in its expiry ring (or the free list), or -1. */
+  ringNext(i: number): number { return this.i32[i * RW + W_NEXT]; }
+
+  /** Counts one packet of `bytes` bytes in direction `dir` of entry `i`. */
+  account(i: number, dir: number, bytes: number): void {
+    const c = this.f64, k = i * RF + F_COUNTERS + dir * 2;
+    c[k] += 1;
+    c[k + 1] += bytes;
   }
 
   // ---- handles ----
@@ -136,7 +240,7 @@ export class ConnTable {
   indexOf(handle: number): number {
     if (!Number.isInteger(handle) || handle < 0) return -1;
     const i = handle % INDEX_SPACE;
-    if (i >= this.capacity || (handle - i) / INDEX_SPACE !== this.gen[i] || this.tclass[i] === NO_CLASS) return -1;
+    if (i >= this.capacity || (handle - i) / INDEX_SPACE !== this.gen[i] || this.tclass(i) === NO_CLASS) return -1;
     return i;
   }
 
@@ -159,36 +263,41 @@ export class ConnTable {
 
   /** Same hash over the stored tuple of node `n` (entry n>>1, direction n&1). */
   private hashNode(n: number): number {
-    const i = n >> 1, a = this.addr, base = i * 16 + (n & 1) * 8, pb = i * 4 + (n & 1) * 2;
-    const family = this.family[i];
-    let h = this.seed ^ (family << 8) ^ this.proto[i];
+    const w = (n >> 1) * RW, d = n & 1, a = this.i32, u = this.u16;
+    const base = w + W_ADDR + d * 8, pb = w * 2 + H_PORTS + d * 2;
+    const fp = u[w * 2 + H_FAMPROTO], family = fp & 0xff;
+    let h = this.seed ^ (family << 8) ^ (fp >> 8);
     h = mix(h, a[base]);
     h = mix(h, a[base + 4]);
     if (family !== 2) {
       h = mix(h, a[base + 1]); h = mix(h, a[base + 2]); h = mix(h, a[base + 3]);
       h = mix(h, a[base + 5]); h = mix(h, a[base + 6]); h = mix(h, a[base + 7]);
     }
-    h = mix(h, (this.port[pb] << 16) | this.port[pb + 1]);
+    h = mix(h, (u[pb] << 16) | u[pb + 1]);
     return fmix(h);
   }
 
   /** Bucket of a hash value. */
   bucketOf(hash: number): number { return hash & this.bucketMask; }
 
-  /** True when node `n`'s stored tuple equals `t`. */
+  /**
+   * True when node `n`'s stored tuple equals `t`. Ports, family and protocol
+   * come first: they are on line 0, already read for the chain link, and
+   * most mismatches end there without reading the addresses on line 1.
+   */
   nodeEquals(n: number, t: Tuple): boolean {
-    const i = n >> 1;
-    if (this.proto[i] !== t.proto || this.family[i] !== t.family) return false;
-    const pb = i * 4 + (n & 1) * 2;
-    if (this.port[pb] !== t.sport || this.port[pb + 1] !== t.dport) return false;
-    const a = this.addr, base = i * 16 + (n & 1) * 8, s = t.src, d = t.dst;
-    return a[base] === s[0] && a[base + 1] === s[1] && a[base + 2] === s[2] && a[base + 3] === s[3] &&
-      a[base + 4] === d[0] && a[base + 5] === d[1] && a[base + 6] === d[2] && a[base + 7] === d[3];
+    const w = (n >> 1) * RW, d = n & 1, u = this.u16;
+    const pb = w * 2 + H_PORTS + d * 2;
+    if (u[pb] !== t.sport || u[pb + 1] !== t.dport || u[w * 2 + H_FAMPROTO] !== (t.family | (t.proto << 8))) return false;
+    const a = this.i32, base = w + W_ADDR + d * 8, s = t.src, dd = t.dst;
+    return a[base] === s[0] && a[base + 4] === dd[0] && a[base + 1] === s[1] && a[base + 2] === s[2] &&
+      a[base + 3] === s[3] && a[base + 5] === dd[1] && a[base + 6] === dd[2] && a[base + 7] === dd[3];
   }
 
   /** Finds the node (entry*2 + direction) whose tuple equals `t`, or -1. Expired entries are returned too; the caller decides. */
   lookup(t: Tuple, hash: number): number {
-    for (let n = this.bucketHead[hash & this.bucketMask]; n >= 0; n = this.nodeNext[n]) {
+    const a = this.i32;
+    for (let n = this.bucketHead[hash & this.bucketMask]; n >= 0; n = a[(n >> 1) * RW + W_NODE_NEXT + (n & 1)]) {
       if (this.nodeEquals(n, t)) return n;
     }
     return -1;
@@ -200,37 +309,38 @@ export class ConnTable {
   alloc(): number {
     const i = this.freeHead;
     if (i < 0) return -1;
-    this.freeHead = this.next[i];
-    this.next[i] = -1;
-    this.prev[i] = -1;
+    const a = this.i32, w = i * RW;
+    this.freeHead = a[w + W_NEXT];
+    a[w + W_NEXT] = -1;
+    a[w + W_PREV] = -1;
     this.gen[i] = (this.gen[i] + 1) & 0xffff;
     this.status[i] = 0;
-    this.mark[i] = 0;
-    this.tclass[i] = NO_CLASS;
-    const c = i * 4;
-    this.counters[c] = this.counters[c + 1] = this.counters[c + 2] = this.counters[c + 3] = 0;
+    a[w + W_MARK] = 0;
+    this.u16[w * 2 + H_TCLASS] = NO_CLASS;
+    const c = this.f64, k = i * RF + F_COUNTERS;
+    c[k] = c[k + 1] = c[k + 2] = c[k + 3] = 0;
     this.count++;
     return i;
   }
 
   /** Stores the original and reply tuples of entry `i`. */
   setTuples(i: number, orig: Tuple, reply: Tuple): void {
-    this.family[i] = orig.family;
-    this.proto[i] = orig.proto;
-    const a = this.addr, b = i * 16;
+    const w = i * RW, u = this.u16, pb = w * 2 + H_PORTS;
+    u[w * 2 + H_FAMPROTO] = orig.family | (orig.proto << 8);
+    const a = this.i32, b = w + W_ADDR;
     a[b] = orig.src[0]; a[b + 1] = orig.src[1]; a[b + 2] = orig.src[2]; a[b + 3] = orig.src[3];
     a[b + 4] = orig.dst[0]; a[b + 5] = orig.dst[1]; a[b + 6] = orig.dst[2]; a[b + 7] = orig.dst[3];
     a[b + 8] = reply.src[0]; a[b + 9] = reply.src[1]; a[b + 10] = reply.src[2]; a[b + 11] = reply.src[3];
     a[b + 12] = reply.dst[0]; a[b + 13] = reply.dst[1]; a[b + 14] = reply.dst[2]; a[b + 15] = reply.dst[3];
-    const p = this.port, pb = i * 4;
-    p[pb] = orig.sport; p[pb + 1] = orig.dport; p[pb + 2] = reply.sport; p[pb + 3] = reply.dport;
+    u[pb] = orig.sport; u[pb + 1] = orig.dport; u[pb + 2] = reply.sport; u[pb + 3] = reply.dport;
   }
 
   /** Returns an unconfirmed (or already unlinked) entry to the free list. */
   free(i: number): void {
-    this.tclass[i] = NO_CLASS;
+    const w = i * RW;
+    this.u16[w * 2 + H_TCLASS] = NO_CLASS;
     this.status[i] = 0;
-    this.next[i] = this.freeHead;
+    this.i32[w + W_NEXT] = this.freeHead;
     this.freeHead = i;
     this.count--;
   }
@@ -246,12 +356,13 @@ export class ConnTable {
     const b1 = this.hashNode(n1) & this.bucketMask;
     const limit = MIN_CHAINLEN + ((this.random() >>> 8) % CHAINLEN_RANDOM);
     if (this.chainLength(b0, limit) > limit || this.chainLength(b1, limit) > limit) return false;
-    this.nodeNext[n0] = this.bucketHead[b0];
+    const a = this.i32, w = i * RW;
+    a[w + W_NODE_NEXT] = this.bucketHead[b0];
     this.bucketHead[b0] = n0;
-    this.nodeNext[n1] = this.bucketHead[b1];
+    a[w + W_NODE_NEXT + 1] = this.bucketHead[b1];
     this.bucketHead[b1] = n1;
     this.status[i] |= STATUS.CONFIRMED;
-    this.tclass[i] = NO_CLASS;
+    this.u16[w * 2 + H_TCLASS] = NO_CLASS;
     this.refresh(i, cls, now);
     return true;
   }
@@ -268,7 +379,7 @@ export class ConnTable {
 
   private chainLength(b: number, limit: number): number {
     let len = 0;
-    for (let n = this.bucketHead[b]; n >= 0 && len <= limit; n = this.nodeNext[n]) len++;
+    for (let n = this.bucketHead[b]; n >= 0 && len <= limit; n = this.nodeNext(n)) len++;
     return len;
   }
 
@@ -281,12 +392,14 @@ export class ConnTable {
   }
 
   private unhash(n: number): void {
-    const b = this.hashNode(n) & this.bucketMask;
+    const a = this.i32, b = this.hashNode(n) & this.bucketMask;
+    const nn = (n >> 1) * RW + W_NODE_NEXT + (n & 1);
     let p = this.bucketHead[b];
-    if (p === n) { this.bucketHead[b] = this.nodeNext[n]; this.nodeNext[n] = -1; return; }
+    if (p === n) { this.bucketHead[b] = a[nn]; a[nn] = -1; return; }
     while (p >= 0) {
-      const q = this.nodeNext[p];
-      if (q === n) { this.nodeNext[p] = this.nodeNext[n]; this.nodeNext[n] = -1; return; }
+      const pn = (p >> 1) * RW + W_NODE_NEXT + (p & 1);
+      const q = a[pn];
+      if (q === n) { a[pn] = a[nn]; a[nn] = -1; return; }
       p = q;
     }
   }
@@ -295,37 +408,46 @@ export class ConnTable {
 
   /** Sets entry `i` to expire `timeoutMs[cls]` after `now`, moving it to the tail of that class's ring. */
   refresh(i: number, cls: number, now: number): void {
+    const w = i * RW, tc = w * 2 + H_TCLASS, x = i * RF + F_EXPIRES;
+    const e = now + this.timeoutMs[cls];
+    if (this.u16[tc] === cls) {
+      // Already at the tail: moving it is a no-op. Every other entry of the
+      // ring expires no later than now + timeout, so a new expiry above the
+      // old one keeps the order.
+      if (this.ringTail[cls] === i) { this.f64[x] = e; return; }
+    }
     this.unlink(i);
-    this.tclass[i] = cls;
-    this.expires[i] = now + this.timeoutMs[cls];
-    const t = this.ringTail[cls];
-    this.prev[i] = t;
-    this.next[i] = -1;
-    if (t >= 0) this.next[t] = i; else this.ringHead[cls] = i;
+    this.u16[tc] = cls;
+    this.f64[x] = e;
+    const a = this.i32, t = this.ringTail[cls];
+    a[w + W_PREV] = t;
+    a[w + W_NEXT] = -1;
+    if (t >= 0) a[t * RW + W_NEXT] = i; else this.ringHead[cls] = i;
     this.ringTail[cls] = i;
   }
 
   private unlink(i: number): void {
-    const c = this.tclass[i];
+    const w = i * RW, tc = w * 2 + H_TCLASS;
+    const c = this.u16[tc];
     if (c === NO_CLASS) return;
-    const p = this.prev[i], n = this.next[i];
-    if (p >= 0) this.next[p] = n; else this.ringHead[c] = n;
-    if (n >= 0) this.prev[n] = p; else this.ringTail[c] = p;
-    this.prev[i] = this.next[i] = -1;
-    this.tclass[i] = NO_CLASS;
+    const a = this.i32, p = a[w + W_PREV], n = a[w + W_NEXT];
+    if (p >= 0) a[p * RW + W_NEXT] = n; else this.ringHead[c] = n;
+    if (n >= 0) a[n * RW + W_PREV] = p; else this.ringTail[c] = p;
+    a[w + W_PREV] = a[w + W_NEXT] = -1;
+    this.u16[tc] = NO_CLASS;
   }
 
   /** True when confirmed entry `i` has expired at `now` (`nf_ct_is_expired`: timeout <= now). */
-  isExpired(i: number, now: number): boolean { return this.expires[i] <= now; }
+  isExpired(i: number, now: number): boolean { return this.f64[i * RF + F_EXPIRES] <= now; }
 
   /** The entry at the head of ring `cls` if it has expired at `now`, else -1. */
   expiredHead(cls: number, now: number): number {
     const h = this.ringHead[cls];
-    return h >= 0 && this.expires[h] <= now ? h : -1;
+    return h >= 0 && this.f64[h * RF + F_EXPIRES] <= now ? h : -1;
   }
 
   /** True when `i` is a confirmed, live entry. */
-  isLive(i: number): boolean { return this.tclass[i] !== NO_CLASS; }
+  isLive(i: number): boolean { return this.tclass(i) !== NO_CLASS; }
 }
 
 function mix(h: number, k: number): number {

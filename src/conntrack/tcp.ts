@@ -6,9 +6,12 @@
  * `nf_conntrack_tcp_packet()`.
  *
  * Per-entry state mirrors `struct ip_ct_tcp` (include/net/netfilter/
- * nf_conntrack_tcp.h) in two typed arrays, indexed by entry number:
+ * nf_conntrack_tcp.h). It lives in the L4 area of the entry's table record
+ * (table.ts: line 2, next to the expiry-ring links), seen through two views
+ * of the record buffer: 12 words at `tcpWordBase(idx)` and 8 bytes right
+ * after them at `tcpByteBase(idx)`, so one cache line holds all of it.
  *
- *   words (Uint32, stride 12)                    bytes (Uint8, stride 8)
+ *   words (Uint32, 12 per entry)                 bytes (Uint8, 8 per entry)
  *   0  seen[0].td_end     4  seen[1].td_end        0 state        4 seen[0].td_scale
  *   1  seen[0].td_maxend  5  seen[1].td_maxend     1 last_dir     5 seen[1].td_scale
  *   2  seen[0].td_maxwin  6  seen[1].td_maxwin     2 retrans      6 seen[0].flags
@@ -31,13 +34,34 @@ import { readU32 } from "../packet/bytes.js";
 import { TCP_FLAG, type TcpView } from "../packet/tcp.js";
 import type { ConntrackConfig } from "./config.js";
 import { DIR, STATUS, TCLASS, TCP_STATE, TRACK } from "./constants.js";
+import { REC } from "./table.js";
 
 // ---------------------------------------------------------------- layout
 
-/** Uint32 words per entry in {@link TcpTracker.words}. */
+/** Uint32 words per entry in {@link TcpTracker.words}, from {@link tcpWordBase}. */
 export const TCP_WORDS = 12;
-/** Bytes per entry in {@link TcpTracker.bytes}. */
+/** Bytes per entry in {@link TcpTracker.bytes}, from {@link tcpByteBase}. */
 export const TCP_BYTES = 8;
+/** Offset of the byte block from the word block's first byte. */
+const B_BASE = TCP_WORDS * 4;
+/** Record stride and L4 area, as plain numbers for the index arithmetic. */
+const REC_WORDS = REC.WORDS;
+const REC_L4 = REC.L4;
+
+/** Index in {@link TcpTracker.words} of entry `idx`'s first word. */
+export function tcpWordBase(idx: number): number {
+  return idx * REC_WORDS + REC_L4;
+}
+
+/**
+ * Index in {@link TcpTracker.bytes} of entry `idx`'s first byte. It passes
+ * 2^31 for tables of more than ~11M entries, so the packet path computes it
+ * from the word base inside each method and never passes it as an argument
+ * (V8 boxes a non-small integer argument).
+ */
+export function tcpByteBase(idx: number): number {
+  return (idx * REC_WORDS + REC_L4) * 4 + B_BASE;
+}
 
 /**
  * Word offsets inside an entry's block. The per-direction fields are at
@@ -396,9 +420,9 @@ export const TCP_INVALID_LOWER_MIN = 120;
 export class TcpTracker {
   /** Number of entries. */
   readonly capacity: number;
-  /** Per-entry words, stride {@link TCP_WORDS} (layout in the module comment). */
+  /** Uint32 view of the records holding the per-entry words (layout in the module comment). */
   readonly words: Uint32Array;
-  /** Per-entry bytes, stride {@link TCP_BYTES}. */
+  /** Uint8 view of the same records, holding the per-entry bytes. */
   readonly bytes: Uint8Array;
 
   /** TCLASS to refresh the entry's timeout with, or -1: do not refresh. */
@@ -428,10 +452,14 @@ export class TcpTracker {
   /** The current packet's options were parsed into its TcpView. */
   private optsParsed = false;
 
-  constructor(capacity: number, cfg: ConntrackConfig) {
+  /**
+   * `records`: the table's record buffer (`ConnTable.buffer`), whose L4
+   * areas hold the state; a tracker used alone allocates its own.
+   */
+  constructor(capacity: number, cfg: ConntrackConfig, records = new ArrayBuffer(capacity * REC.BYTES)) {
     this.capacity = capacity;
-    this.words = new Uint32Array(capacity * TCP_WORDS);
-    this.bytes = new Uint8Array(capacity * TCP_BYTES);
+    this.words = new Uint32Array(records, 0, capacity * REC_WORDS);
+    this.bytes = new Uint8Array(records, 0, capacity * REC.BYTES);
     const t = cfg.timeouts;
     const s = new Float64Array(TCLASS.TCP_UNACK + 1);
     s[TCLASS.TCP_NONE] = 0; // tcp_timeouts[TCP_CONNTRACK_NONE] is 0; no packet ends in NONE
@@ -455,7 +483,7 @@ export class TcpTracker {
 
   /** TCP_STATE of entry `idx`. */
   state(idx: number): number {
-    return this.bytes[idx * TCP_BYTES + B_STATE];
+    return this.bytes[tcpByteBase(idx) + B_STATE];
   }
 
   /** Configured seconds of a TCP timeout class (TCLASS.TCP_NONE .. TCLASS.TCP_UNACK). */
@@ -497,12 +525,12 @@ export class TcpTracker {
 
     const w = this.words;
     const b = this.bytes;
-    const wb = idx * TCP_WORDS;
-    const bb = idx * TCP_BYTES;
+    const wb = idx * REC_WORDS + REC_L4;
+    const bb = wb * 4 + B_BASE;
     const flags = tcp.flags;
     const index = tcpConntrackIndex(flags);
 
-    if (isNew && !this.tcpNew(wb, bb, tcp, flags, index)) return TRACK.INVALID;
+    if (isNew && !this.tcpNew(wb, tcp, flags, index)) return TRACK.INVALID;
 
     let oldState = b[bb + B_STATE];
     let newState = TCP_CONNTRACKS[dir * (NINDEX * NSTATES) + index * NSTATES + oldState];
@@ -545,7 +573,7 @@ export class TcpTracker {
           const lastFlags = (misc >>> 24) & ~F_CHALLENGE_ACK;
           w[wb + W_LAST_MISC] = (misc & 0x00ffffff) | (lastFlags << 24);
           b[bb + B_FLAGS + lastDir] = lastFlags;
-          this.resetSide(wb, bb, dir); // nf_ct_tcp_state_reset(): the SYN/ACK re-initialises this side
+          this.resetSide(wb, dir); // nf_ct_tcp_state_reset(): the SYN/ACK re-initialises this side
           oldState = sSS;
           newState = sSR;
           break;
@@ -659,10 +687,10 @@ export class TcpTracker {
     }
 
     if (checkWindow) {
-      const res = this.inWindow(wb, bb, dir, index, tcp, flags);
+      const res = this.inWindow(wb, dir, index, tcp, flags);
       if (res === TRACK.IGNORE) return TRACK.IGNORE;
       if (res === TRACK.INVALID) {
-        this.handleInvalid(bb, dir, index, status);
+        this.handleInvalid(wb, dir, index, status);
         return TRACK.INVALID;
       }
     }
@@ -719,7 +747,7 @@ export class TcpTracker {
    * (tcp_loose) a segment the table lets go from NONE to ESTABLISHED, may
    * create one.
    */
-  private tcpNew(wb: number, bb: number, tcp: TcpView, flags: number, index: number): boolean {
+  private tcpNew(wb: number, tcp: TcpView, flags: number, index: number): boolean {
     const ns = TCP_CONNTRACKS[index * NSTATES + sNO]; // ORIGINAL row
     if (ns >= sIV) {
       this.outReason = TCP_REASON.INVALID_NEW;
@@ -731,8 +759,9 @@ export class TcpTracker {
     }
     const w = this.words;
     const b = this.bytes;
-    w.fill(0, wb, wb + TCP_WORDS);
-    b.fill(0, bb, bb + TCP_BYTES);
+    const bb = wb * 4 + B_BASE;
+    for (let k = 0; k < TCP_WORDS; k++) w[wb + k] = 0;
+    for (let k = 0; k < TCP_BYTES; k++) b[bb + k] = 0;
     const end = segmentEnd(tcp.seq, tcp, flags);
     const win = tcp.window;
     const maxwin = win === 0 ? 1 : win;
@@ -740,7 +769,7 @@ export class TcpTracker {
     w[wb + W_MAXWIN] = maxwin;
     if (ns === sSS) {
       w[wb + W_MAXEND] = end;
-      this.tcpOptions(bb, DIR.ORIGINAL, tcp);
+      this.tcpOptions(wb, DIR.ORIGINAL, tcp);
     } else {
       // Mid-stream: the history is lost; use what this packet tells, assume
       // SACK and be liberal (we cannot know the window scale).
@@ -761,9 +790,10 @@ export class TcpTracker {
    *   III. sack <= receiver.td_end                      (upper bound for (s)ack)
    *   IV.  sack >= receiver.td_end - MAXACKWINDOW        (lower bound for (s)ack)
    */
-  private inWindow(wb: number, bb: number, dir: number, index: number, tcp: TcpView, flags: number): number {
+  private inWindow(wb: number, dir: number, index: number, tcp: TcpView, flags: number): number {
     const w = this.words;
     const b = this.bytes;
+    const bb = wb * 4 + B_BASE;
     const s = wb + 4 * dir; // sender = seen[dir]
     const r = wb + 4 * (dir ^ 1); // receiver = seen[!dir]
     const sf = bb + B_FLAGS + dir;
@@ -785,7 +815,7 @@ export class TcpTracker {
       // First packet seen from this side.
       if (syn) {
         // SYN/ACK answering the SYN, or a reply SYN of a simultaneous open.
-        this.initSender(wb, bb, dir, tcp, end, win);
+        this.initSender(wb, dir, tcp, end, win);
         if (!hasAck) return TRACK.ACCEPT; // simultaneous open
       } else {
         // Mid-stream: use the data of the packet.
@@ -807,7 +837,7 @@ export class TcpTracker {
       // RFC 793: a reinitialised TCP only has to use larger sequence
       // numbers. Re-init this side like for the first SYN(/ACK); seq, ack or
       // options may differ.
-      this.initSender(wb, bb, dir, tcp, end, win);
+      this.initSender(wb, dir, tcp, end, win);
       if (dir === DIR.REPLY && !hasAck) return TRACK.ACCEPT;
     }
 
@@ -840,15 +870,15 @@ export class TcpTracker {
         // fail check III; so still advance td_end.
         w[s + W_END] = end;
         b[sf] |= F_DATA_UNACK;
-        return this.logInvalid(sf, TRACK.IGNORE, TCP_REASON.OVERSHOOT);
+        return this.logInvalid(wb, dir, TRACK.IGNORE, TCP_REASON.OVERSHOOT);
       }
-      return this.logInvalid(sf, TRACK.INVALID, TCP_REASON.SEQ_OVER_UPPER);
+      return this.logInvalid(wb, dir, TRACK.INVALID, TCP_REASON.SEQ_OVER_UPPER);
     }
-    if (!before(sack, rEnd + 1)) return this.logInvalid(sf, TRACK.INVALID, TCP_REASON.ACK_OVER_UPPER);
+    if (!before(sack, rEnd + 1)) return this.logInvalid(wb, dir, TRACK.INVALID, TCP_REASON.ACK_OVER_UPPER);
     if (rMaxwin !== 0 && !after(end, sEnd - rMaxwin - 1)) {
-      return this.logInvalid(sf, TRACK.IGNORE, TCP_REASON.SEQ_UNDER_LOWER);
+      return this.logInvalid(wb, dir, TRACK.IGNORE, TCP_REASON.SEQ_UNDER_LOWER);
     }
-    if (!after(sack, rEnd - maxAckWin - 1)) return this.logInvalid(sf, TRACK.IGNORE, TCP_REASON.ACK_UNDER_LOWER);
+    if (!after(sack, rEnd - maxAckWin - 1)) return this.logInvalid(wb, dir, TRACK.IGNORE, TCP_REASON.ACK_UNDER_LOWER);
 
     // Window scaling (RFC 7323) applies to every segment but a SYN.
     if (!syn) win = win << b[bb + B_SCALE + dir];
@@ -902,9 +932,9 @@ export class TcpTracker {
    * sender is marked BE_LIBERAL or nf_conntrack_tcp_be_liberal is set; the
    * check's remaining updates are then skipped, as in the kernel.
    */
-  private logInvalid(sf: number, ret: number, reason: number): number {
+  private logInvalid(wb: number, dir: number, ret: number, reason: number): number {
     this.outReason = reason;
-    if ((this.bytes[sf] & F_BE_LIBERAL) !== 0 || this.beLiberal) return TRACK.ACCEPT;
+    if ((this.bytes[wb * 4 + B_BASE + B_FLAGS + dir] & F_BE_LIBERAL) !== 0 || this.beLiberal) return TRACK.ACCEPT;
     return ret;
   }
 
@@ -913,10 +943,11 @@ export class TcpTracker {
    * RST packets in both directions is probably dead; ask the caller to shrink
    * its timeout like for unacknowledged data.
    */
-  private handleInvalid(bb: number, dir: number, index: number, status: number): void {
+  private handleInvalid(wb: number, dir: number, index: number, status: number): void {
     if ((status & STATUS.ASSURED) === 0 || (status & STATUS.FIXED_TIMEOUT) !== 0) return;
     if (index !== I_RST && index !== I_FIN) return;
     const b = this.bytes;
+    const bb = wb * 4 + B_BASE;
     const lastIndex = b[bb + B_LAST_INDEX];
     if (b[bb + B_LAST_DIR] !== dir && (lastIndex === I_FIN || lastIndex === I_RST)) {
       this.outLowerToUnack = true;
@@ -931,14 +962,15 @@ export class TcpTracker {
    * simultaneous open, sets up its side. Window scaling is used only if both
    * sides sent the option (RFC 7323 §2.2); the check runs on the reply.
    */
-  private initSender(wb: number, bb: number, dir: number, tcp: TcpView, end: number, win: number): void {
+  private initSender(wb: number, dir: number, tcp: TcpView, end: number, win: number): void {
     const w = this.words;
     const b = this.bytes;
+    const bb = wb * 4 + B_BASE;
     const s = wb + 4 * dir;
     w[s + W_END] = end;
     w[s + W_MAXEND] = end;
     w[s + W_MAXWIN] = win === 0 ? 1 : win;
-    this.tcpOptions(bb, dir, tcp);
+    this.tcpOptions(wb, dir, tcp);
     if (dir === DIR.REPLY &&
         !((b[bb + B_FLAGS + dir] & F_WSCALE) !== 0 && (b[bb + B_FLAGS + (dir ^ 1)] & F_WSCALE) !== 0)) {
       b[bb + B_SCALE] = 0;
@@ -952,10 +984,11 @@ export class TcpTracker {
    * kernel returns before clearing them; otherwise all flags but
    * BE_LIBERAL are cleared first.
    */
-  private tcpOptions(bb: number, d: number, tcp: TcpView): void {
+  private tcpOptions(wb: number, d: number, tcp: TcpView): void {
     if (tcp.headerLength === 20) return;
     this.parseOptions(tcp);
     const b = this.bytes;
+    const bb = wb * 4 + B_BASE;
     let f = b[bb + B_FLAGS + d] & F_BE_LIBERAL;
     let scale = 0;
     if (tcp.sackPermitted) f |= F_SACK_PERM;
@@ -992,8 +1025,9 @@ export class TcpTracker {
   }
 
   /** `nf_ct_tcp_state_reset()`: forget one side's window data (BE_LIBERAL stays). */
-  private resetSide(wb: number, bb: number, d: number): void {
+  private resetSide(wb: number, d: number): void {
     const w = this.words;
+    const bb = wb * 4 + B_BASE;
     const s = wb + 4 * d;
     w[s + W_END] = 0;
     w[s + W_MAXEND] = 0;

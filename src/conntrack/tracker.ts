@@ -6,7 +6,7 @@ import type { ConntrackConfig } from "./config.js";
 import { CTINFO, DIR, EVENT, STATUS, TCLASS, TCLASS_COUNT, TCP_STATE, TRACK } from "./constants.js";
 import { EventRing } from "./events.js";
 import { ConnSnapshot } from "./snapshot.js";
-import { ConnTable, EVICTION_RANGE } from "./table.js";
+import { ConnTable, EVICTION_RANGE, REC } from "./table.js";
 import { TCP_INVALID_LOWER_MIN, TCP_REASON_NAMES, TcpTracker } from "./tcp.js";
 
 /** Per-packet flags the caller knows from the I/O path. */
@@ -67,6 +67,9 @@ ICMP_VALID_NEW[8] = ICMP_VALID_NEW[13] = ICMP_VALID_NEW[15] = ICMP_VALID_NEW[17]
 const NR_ICMP_TYPES = 18;
 /** UDP: a flow must live this long before a packet after the reply makes it ASSURED (`stream_ts`). */
 const UDP_STREAM_DELAY_MS = 2000;
+/** UDP's `stream_ts`: the first f64 of the entry's L4 area (where TCP keeps its words: a union, as in `nf_conn`). */
+const UDP_STREAM_TS = REC.L4 / 2;
+const REC_F64 = REC.F64;
 
 /**
  * The connection tracker: `nf_conntrack_in` over the table. One call to
@@ -80,8 +83,6 @@ export class Conntrack {
   readonly tcp: TcpTracker;
   readonly events: EventRing;
   readonly stats = new ConntrackStats();
-  /** UDP's per-entry `stream_ts`, aliased over the first 8 bytes of the TCP word block (a union, as in `nf_conn`). */
-  private readonly udpStreamTs: Float64Array;
 
   private readonly tuple = new Tuple();
   private readonly reply = new Tuple();
@@ -131,8 +132,7 @@ export class Conntrack {
     ms[TCLASS.ICMPV6] = t.icmpv6 * 1000;
     ms[TCLASS.GENERIC] = t.generic * 1000;
     this.table = new ConnTable(cfg.max, cfg.buckets, ms);
-    this.tcp = new TcpTracker(this.table.capacity, cfg);
-    this.udpStreamTs = new Float64Array(this.tcp.words.buffer, this.tcp.words.byteOffset, this.table.capacity * 6);
+    this.tcp = new TcpTracker(this.table.capacity, cfg, this.table.buffer);
     this.events = new EventRing(cfg.eventRing);
   }
 
@@ -213,7 +213,7 @@ export class Conntrack {
         // nf_tcp_handle_invalid(): out-of-window FIN/RST from both sides shrink
         // an ASSURED entry's timeout to UNACK when more than that is left.
         if (this.tcp.outLowerToUnack) {
-          const left = tb.expires[i] - now;
+          const left = tb.expires(i) - now;
           if (left >= TCP_INVALID_LOWER_MIN * 1000 && left > tb.timeoutMs[TCLASS.TCP_UNACK]) {
             this.account(i, dir, p.length);
             tb.refresh(i, TCLASS.TCP_UNACK, now);
@@ -286,7 +286,7 @@ export class Conntrack {
     for (let k = 0; k < EVICTION_RANGE; k++) {
       const b = (tb.bucketOf(hash) + k) & (tb.bucketCount - 1);
       let nv = 0;
-      for (let n = tb.bucketHead[b]; n >= 0 && nv < v.length; n = tb.nodeNext[n]) {
+      for (let n = tb.bucketHead[b]; n >= 0 && nv < v.length; n = tb.nodeNext(n)) {
         const i = n >> 1;
         if (tb.isExpired(i, now) || (tb.status[i] & STATUS.ASSURED) === 0) {
           let dup = false;
@@ -311,8 +311,9 @@ export class Conntrack {
     this.l4Assured = false;
     this.l4Kill = false;
     this.l4Changed = false;
-    const status = this.table.status[i];
-    switch (this.table.proto[i]) {
+    const tb = this.table;
+    const status = tb.status[i];
+    switch (tb.proto(i)) {
       case IPPROTO.TCP: {
         const r = this.tcp.packet(i, dir, p.tcp, status, isNew);
         this.l4Class = this.tcp.outTimeoutClass;
@@ -326,7 +327,7 @@ export class Conntrack {
         return this.udpPacket(i, status, now, isNew);
       case IPPROTO.ICMP:
       case IPPROTO.ICMPV6:
-        if (this.table.family[i] === (this.table.proto[i] === IPPROTO.ICMP ? AF.INET : AF.INET6)) {
+        if (tb.family(i) === (tb.proto(i) === IPPROTO.ICMP ? AF.INET : AF.INET6)) {
           return this.icmpPacket(i, isNew);
         }
         this.l4Class = TCLASS.GENERIC;
@@ -340,10 +341,11 @@ export class Conntrack {
 
   /** `nf_conntrack_udp_packet`. */
   private udpPacket(i: number, status: number, now: number, isNew: boolean): number {
-    if (isNew) this.udpStreamTs[i * 6] = now + UDP_STREAM_DELAY_MS;
+    const ts = this.table.f64, k = i * REC_F64 + UDP_STREAM_TS;
+    if (isNew) ts[k] = now + UDP_STREAM_DELAY_MS;
     if ((status & STATUS.SEEN_REPLY) !== 0) {
       // Traffic both ways: a stream once it has lived past stream_ts (time_after: strictly later).
-      if (now > this.udpStreamTs[i * 6]) {
+      if (now > ts[k]) {
         this.l4Class = TCLASS.UDP_STREAM;
         this.l4Assured = true;
       } else {
@@ -357,9 +359,9 @@ export class Conntrack {
 
   /** `nf_conntrack_icmp_packet` / `nf_conntrack_icmpv6_packet`: only requests create entries; never ASSURED. */
   private icmpPacket(i: number, isNew: boolean): number {
-    const v4 = this.table.family[i] === AF.INET;
+    const v4 = this.table.family(i) === AF.INET;
     if (isNew) {
-      const type = this.table.port[i * 4 + 1] >> 8;
+      const type = this.table.port(i, 1) >> 8;
       const ok = v4 ? type < ICMP_VALID_NEW.length && ICMP_VALID_NEW[type] === 1
         : type === ICMPV6_TYPE.ECHO_REQUEST || type === ICMPV6_TYPE.NI_QUERY;
       if (!ok) return TRACK.INVALID;
@@ -386,8 +388,8 @@ export class Conntrack {
     }
     if (n < 0) return this.invalid(REASON.ICMP_ERROR_NO_CONN);
     const i = n >> 1, dir = n & 1;
-    const base = i * 16 + dir * 8 + 4;
-    const a = tb.addr, b = p.buf, o = p.off;
+    const base = tb.addrAt(i) + dir * 8 + 4;
+    const a = tb.i32, b = p.buf, o = p.off;
     if (p.family === AF.INET) {
       if (a[base] !== ((b[o + 16] << 24) | (b[o + 17] << 16) | (b[o + 18] << 8) | b[o + 19])) {
         return this.invalid(REASON.ICMP_ERROR_DADDR);
@@ -417,9 +419,7 @@ export class Conntrack {
   }
 
   private account(i: number, dir: number, bytes: number): void {
-    const c = this.table.counters, k = i * 4 + dir * 2;
-    c[k] += 1;
-    c[k + 1] += bytes;
+    this.table.account(i, dir, bytes);
   }
 
   /**
@@ -496,7 +496,7 @@ export class Conntrack {
     const tb = this.table;
     for (let c = 0; c < TCLASS_COUNT; c++) {
       for (let i = tb.ringHead[c]; i >= 0; ) {
-        const next = tb.next[i];
+        const next = tb.ringNext(i);
         fn(i);
         i = next;
       }
@@ -510,7 +510,7 @@ export class Conntrack {
 
   /** TCP state of entry `i`, or -1 for other protocols. */
   tcpState(i: number): number {
-    return this.table.proto[i] === IPPROTO.TCP ? this.tcp.state(i) : -1;
+    return this.table.proto(i) === IPPROTO.TCP ? this.tcp.state(i) : -1;
   }
 
   /** Copies entry `i`'s visible fields into `out`, with the timeout relative to `now`. */
@@ -518,16 +518,17 @@ export class Conntrack {
     const tb = this.table;
     out.event = -1;
     out.time = now;
-    out.family = tb.family[i];
-    out.proto = tb.proto[i];
+    out.family = tb.family(i);
+    out.proto = tb.proto(i);
     out.tcpState = this.tcpState(i);
     out.status = tb.status[i];
-    out.timeout = secondsLeft(tb.expires[i], now);
-    out.mark = tb.mark[i];
+    out.timeout = secondsLeft(tb.expires(i), now);
+    out.mark = tb.mark(i);
     out.handle = tb.handle(i);
-    out.addr.set(tb.addr.subarray(i * 16, i * 16 + 16));
-    out.port.set(tb.port.subarray(i * 4, i * 4 + 4));
-    out.counters.set(tb.counters.subarray(i * 4, i * 4 + 4));
+    const a = tb.addrAt(i), p = tb.portAt(i), c = tb.countersAt(i);
+    for (let k = 0; k < 16; k++) out.addr[k] = tb.i32[a + k];
+    for (let k = 0; k < 4; k++) out.port[k] = tb.u16[p + k];
+    for (let k = 0; k < 4; k++) out.counters[k] = tb.f64[c + k];
     out.helper = "";
   }
 
@@ -537,8 +538,8 @@ export class Conntrack {
     const r = ev.reserve();
     if (r < 0) return;
     const tb = this.table;
-    ev.fill(r, type, now, tb.handle(i), tb.family[i], tb.proto[i], withState ? this.tcpState(i) : -1, tb.status[i],
-      secondsLeft(tb.expires[i], now), tb.mark[i], tb.addr, i * 16, tb.port, i * 4, tb.counters, i * 4);
+    ev.fill(r, type, now, tb.handle(i), tb.family(i), tb.proto(i), withState ? this.tcpState(i) : -1, tb.status[i],
+      secondsLeft(tb.expires(i), now), tb.mark(i), tb.i32, tb.addrAt(i), tb.u16, tb.portAt(i), tb.f64, tb.countersAt(i));
   }
 }
 

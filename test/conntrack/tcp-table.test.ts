@@ -15,6 +15,7 @@ import {
   TCP_INDEX,
   TCP_INDEX_NAMES,
   TcpTracker,
+  tcpByteBase,
   tcpConntrackIndex,
   tcpTransition,
 } from "../../src/conntrack/tcp.js";
@@ -104,8 +105,8 @@ describe("TcpTracker.packet follows every cell", () => {
 
   function run(dir: number, index: number, state: number): { res: number; state: number } {
     const t = new TcpTracker(1, cfg);
-    t.bytes[TCP_BYTE.STATE] = state;
-    t.bytes[TCP_BYTE.LAST_INDEX] = TCP_INDEX.NONE;
+    t.bytes[tcpByteBase(0) + TCP_BYTE.STATE] = state;
+    t.bytes[tcpByteBase(0) + TCP_BYTE.LAST_INDEX] = TCP_INDEX.NONE;
     expect(TCP_BYTES).toBe(8);
     const pkt = ipv4Tcp({
       src: "10.0.0.1",

@@ -11,13 +11,13 @@ import { DEFAULT_CONNTRACK_CONFIG, DEFAULT_TIMEOUTS, type ConntrackConfig } from
 import { DIR, STATUS, TCLASS, TCP_STATE, TRACK } from "../../src/conntrack/constants.js";
 import {
   TCP_BYTE,
-  TCP_BYTES,
   TCP_CT_FLAG,
   TCP_REASON,
   TCP_REASON_NAMES,
   TCP_WORD,
-  TCP_WORDS,
   TcpTracker,
+  tcpByteBase,
+  tcpWordBase,
 } from "../../src/conntrack/tcp.js";
 import { TcpView } from "../../src/packet/tcp.js";
 import { ipv4Tcp, tcpFlags, type TcpFields } from "../helpers/packets.js";
@@ -88,10 +88,10 @@ class Conn {
     return this.t.state(this.idx);
   }
   word(off: number, dir = 0): number {
-    return this.t.words[this.idx * TCP_WORDS + off + 4 * dir]!;
+    return this.t.words[tcpWordBase(this.idx) + off + 4 * dir]!;
   }
   byte(off: number): number {
-    return this.t.bytes[this.idx * TCP_BYTES + off]!;
+    return this.t.bytes[tcpByteBase(this.idx) + off]!;
   }
 }
 
