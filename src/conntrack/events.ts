@@ -1,4 +1,3 @@
-import { EVENT } from "./constants.js";
 import { ConnSnapshot } from "./snapshot.js";
 
 /*
@@ -111,4 +110,3 @@ export class EventRing {
   }
 }
 
-export { EVENT };

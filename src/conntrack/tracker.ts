@@ -3,7 +3,7 @@ import { ICMPV6_TYPE } from "../packet/icmp.js";
 import { PARSE, QuotedPacket, type Packet } from "../packet/packet.js";
 import { Tuple, tupleFromPacket, tupleFromQuoted } from "../packet/tuple.js";
 import type { ConntrackConfig } from "./config.js";
-import { CTINFO, DIR, EVENT, STATUS, TCLASS, TCLASS_COUNT, TCP_STATE, TRACK } from "./constants.js";
+import { CTINFO, DIR, EVENT, STATUS, TCLASS, TCLASS_COUNT, TRACK } from "./constants.js";
 import { EventRing } from "./events.js";
 import { ConnSnapshot } from "./snapshot.js";
 import { ConnTable, EVICTION_RANGE, REC } from "./table.js";
@@ -549,4 +549,3 @@ function secondsLeft(expires: number, now: number): number {
   return s > 0 ? s : 0;
 }
 
-export { TCP_STATE };
