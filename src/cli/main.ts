@@ -5,14 +5,20 @@
  * exit 2; anything else is a bug and prints its stack.
  */
 import { SluiceError, ERR } from "../errors.js";
+import { NativeIoError } from "../io/native.js";
 import { PcapError } from "../io/pcap.js";
 import { replayMain } from "./replay.js";
 import { conntrackMain } from "./conntrack.js";
+import { runMain } from "./run.js";
 import { statsMain } from "./stats.js";
 
 const USAGE = `usage: sluice <command> [options]
 
 commands:
+  run [--config FILE] [--check]
+      the gateway daemon in the foreground (NFQUEUE or TUN mode): installs
+      its kernel plumbing, tracks and filters every packet, removes the
+      plumbing on SIGINT/SIGTERM (sluice run -h)
   replay CAPTURE [--json] [--list] [--events] [--write-accepted OUT.pcap]
                  [--sysctl NAME=VALUE]... [--quiet]
       run every packet of a pcap/pcapng capture through the connection
@@ -29,6 +35,8 @@ commands:
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
+    case "run":
+      return runMain(rest);
     case "replay":
       return replayMain(rest);
     case "conntrack":
@@ -49,7 +57,7 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
-    if (err instanceof SluiceError || err instanceof PcapError) {
+    if (err instanceof SluiceError || err instanceof PcapError || err instanceof NativeIoError) {
       process.stderr.write(`sluice: ${err.message}\n`);
       process.exitCode = err instanceof SluiceError && err.code === ERR.USAGE ? 2 : 1;
     } else {

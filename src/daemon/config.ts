@@ -93,6 +93,8 @@ export interface MetricsConfig {
 
 /** The whole, validated configuration with every default filled in. */
 export interface SluiceConfig {
+  /** Instance id: tags the iptables rules (`sluice:<instance>`) and names the state file. */
+  instance: string;
   mode: Mode;
   interfaces: InterfacesConfig;
   nfqueue: NfqueueConfig;
@@ -309,6 +311,10 @@ const conntrack = z.preprocess(
 );
 
 const root = section({
+  instance: z
+    .string({ error: expected("an instance id") })
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/, { error: (iss) => `expected 1-32 characters of [A-Za-z0-9_.-] starting with a letter or digit, got ${got(iss.input)}` })
+    .default("sluice"),
   mode: oneOf(["nfqueue", "tun"]).default("nfqueue"),
   interfaces: interfaces.schema,
   nfqueue: nfqueue.schema,
@@ -473,6 +479,7 @@ export function parseConfig(text: string, name: string): SluiceConfig {
   if (issues.length > 0 || ct === null) throw new ConfigError(name, sorted(issues));
 
   return {
+    instance: c.instance,
     mode: c.mode,
     interfaces: { lan: c.interfaces.lan, wan: c.interfaces.wan },
     nfqueue: c.nfqueue,
