@@ -46,6 +46,7 @@ describe("the documented defaults", () => {
   it("the defaults: NFQUEUE on queue 0, fail closed, Linux's conntrack knobs, metrics off", () => {
     const c = defaultConfig();
     const want: SluiceConfig = {
+      instance: "sluice",
       mode: "nfqueue",
       interfaces: { lan: [], wan: [] },
       nfqueue: { queues: [0], copyRange: 65535, maxLen: 1024, failOpen: false, gso: false, queueBypass: false, defaultVerdict: "drop", batch: 64 },
@@ -243,7 +244,7 @@ describe("unknown keys are errors, at the key", () => {
   it("at the top, in a section, with the keys that would be accepted", () => {
     let e = errorOf("mode: nfqueue\nqueues: [0]\n");
     expect(e.code).toBe(ERR.CONFIG_UNKNOWN);
-    expect(e.message).toBe(`${FILE}:2:1: queues: unknown key (expected one of: mode, interfaces, nfqueue, tun, reinjectMark, conntrack, log, control, metrics, stateDir)`);
+    expect(e.message).toBe(`${FILE}:2:1: queues: unknown key (expected one of: instance, mode, interfaces, nfqueue, tun, reinjectMark, conntrack, log, control, metrics, stateDir)`);
     e = errorOf("nfqueue:\n  queueBypas: true\n");
     expect(e.code).toBe(ERR.CONFIG_UNKNOWN);
     expect(e.message).toMatch(/^t\.yaml:2:3: nfqueue\.queueBypas: unknown key \(expected one of: queues, copyRange, maxLen, failOpen, gso, queueBypass, defaultVerdict, batch\)$/);
@@ -304,6 +305,17 @@ describe("loadConfig", () => {
       expect(() => loadConfig(f)).toThrow(`${f}:2:10: log.level: expected`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("instance", () => {
+  it("accepts an id of 1-32 characters of [A-Za-z0-9_.-] and refuses others, at the value", () => {
+    expect(parseConfig("instance: lab-1.a_b\n", FILE).instance).toBe("lab-1.a_b");
+    for (const bad of ["-x", "a/b", "x".repeat(33), "''"]) {
+      const e = errorOf(`instance: ${bad}\n`);
+      expect(e.code).toBe(ERR.CONFIG_FIELD);
+      expect(e.message).toMatch(new RegExp(`^${FILE.replace(".", "\\.")}:1:11: instance: expected 1-32 characters`));
     }
   });
 });
