@@ -26,6 +26,8 @@ export const ERR = {
   CONTROL_IN_USE: "ESLUICE_CONTROL_IN_USE",
   /** The control connection broke or carried something that is not the protocol (src/control/protocol.ts). */
   CONTROL_PROTOCOL: "ESLUICE_CONTROL_PROTOCOL",
+  /** A ruleset (iptables-restore format) sluice refuses; the message names file:line:column. */
+  RULES: "ESLUICE_RULES",
 } as const;
 
 export type ErrorCode = (typeof ERR)[keyof typeof ERR];
