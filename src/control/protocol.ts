@@ -89,6 +89,10 @@ export const OP = {
   COUNT: "conntrack.count",
   EVENTS: "conntrack.events",
   STATS: "stats",
+  /** Replace the live ruleset(s): `rules` = { ipv4?: {file, text}, ipv6?: {file, text} }; atomic, all or nothing. */
+  RULES_LOAD: "rules.load",
+  /** The live ruleset of a `family` ("ipv4" | "ipv6") in iptables-save format, with counters. */
+  RULES_SAVE: "rules.save",
 } as const;
 
 export type Op = (typeof OP)[keyof typeof OP];
@@ -167,6 +171,10 @@ export interface Request {
   timestamp?: boolean;
   events?: string[];
   family?: string;
+  /** rules.load: the files' names (for error positions) and texts, per family. */
+  rules?: { ipv4?: { file: string; text: string }; ipv6?: { file: string; text: string } };
+  /** rules.load: take the files' counters (iptables-restore --counters). */
+  counters?: boolean;
 }
 
 /** Fields each op accepts besides `op`. */
@@ -177,6 +185,8 @@ export const REQUEST_FIELDS: Readonly<Record<Op, readonly string[]>> = Object.fr
   [OP.COUNT]: [],
   [OP.EVENTS]: ["filter", "extended", "timestamp", "events"],
   [OP.STATS]: [],
+  [OP.RULES_LOAD]: ["rules", "counters"],
+  [OP.RULES_SAVE]: ["family"],
 });
 
 /** The error part of a failed answer. */
@@ -194,6 +204,8 @@ export interface Frame {
   dropped?: number;
   subscribed?: boolean;
   stats?: Record<string, unknown>;
+  /** rules.save: the ruleset text. */
+  text?: string;
 }
 
 /** Encodes one frame as a line. */

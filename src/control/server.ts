@@ -58,6 +58,12 @@ export interface ControlServerOptions {
   limits?: Partial<ControlLimits>;
   /** Told about unexpected failures while serving a request (the daemon logs them). */
   onError?: (err: unknown) => void;
+  /**
+   * Operations the daemon answers itself (rules.load, rules.save): the
+   * answer frame, or a SluiceError that becomes the error frame. Without a
+   * handler the op is refused ("not available").
+   */
+  handlers?: Partial<Record<Op, (req: Request) => Frame | Promise<Frame>>>;
 }
 
 /** Counters of the control server, included in `stats` as `control`. */
@@ -156,6 +162,7 @@ export class ControlServer {
   private readonly now: () => number;
   private readonly wallClock: () => number;
   private readonly onError: (err: unknown) => void;
+  private readonly handlers: Partial<Record<Op, (req: Request) => Frame | Promise<Frame>>>;
   private readonly server: Server;
   private readonly conns = new Set<Conn>();
   private readonly subs: Subscriber[] = [];
@@ -176,6 +183,7 @@ export class ControlServer {
     this.now = opts.now;
     this.wallClock = opts.wallClock ?? Date.now;
     this.onError = opts.onError ?? (() => {});
+    this.handlers = opts.handlers ?? {};
     this.limits = Object.freeze({ ...DEFAULT_CONTROL_LIMITS, ...opts.limits });
     this.frameBytes = Math.max(1024, Math.min(64 * 1024, this.limits.subscriberQueueBytes >> 2));
     this.server = createServer((sock) => this.onConnection(sock));
@@ -433,6 +441,11 @@ export class ControlServer {
         return this.send(conn, { ok: true, stats: { ...this.statsProvider(), control: { ...this.stats } } });
       case OP.EVENTS:
         return this.subscribe(conn, req);
+      default: {
+        const h = this.handlers[req.op];
+        if (h === undefined) throw new SluiceError(ERR.USAGE, `${req.op}: not available in this daemon`);
+        return this.send(conn, await h(req));
+      }
     }
   }
 

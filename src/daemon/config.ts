@@ -17,7 +17,7 @@
  * config/sluice.yaml; a test keeps the two equal.
  */
 import { readFileSync } from "node:fs";
-import { isAbsolute } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
 import { z } from "zod";
 import { resolveConntrackConfig, type ConntrackConfig } from "../conntrack/config.js";
@@ -91,6 +91,14 @@ export interface MetricsConfig {
   address: string;
 }
 
+/** Rulesets loaded at start and on SIGHUP (iptables-restore format). */
+export interface RulesConfig {
+  /** iptables (IPv4) ruleset file, resolved against the config file's directory; null: none. */
+  ipv4: string | null;
+  /** ip6tables (IPv6) ruleset file; null: none. */
+  ipv6: string | null;
+}
+
 /** The whole, validated configuration with every default filled in. */
 export interface SluiceConfig {
   /** Instance id: tags the iptables rules (`sluice:<instance>`) and names the state file. */
@@ -104,6 +112,7 @@ export interface SluiceConfig {
   log: LogConfig;
   control: ControlConfig;
   metrics: MetricsConfig;
+  rules: RulesConfig;
   stateDir: string;
 }
 
@@ -310,6 +319,18 @@ const conntrack = z.preprocess(
   z.record(z.string(), z.unknown(), { error: expected("a mapping") }).default({}),
 );
 
+const rulesFile = () =>
+  z
+    .string({ error: expected("a ruleset file path or null") })
+    .min(1, { error: "expected a ruleset file path or null, got an empty string" })
+    .nullable()
+    .default(null);
+
+const rules = section({
+  ipv4: rulesFile(),
+  ipv6: rulesFile(),
+});
+
 const root = section({
   instance: z
     .string({ error: expected("an instance id") })
@@ -324,6 +345,7 @@ const root = section({
   log: log.schema,
   control: control.schema,
   metrics: metrics.schema,
+  rules: rules.schema,
   stateDir: absPath().default("/run/sluice"),
 });
 
@@ -336,6 +358,7 @@ const KNOWN_KEYS: Readonly<Record<string, readonly string[]>> = {
   log: Object.keys(log.obj.shape),
   control: Object.keys(control.obj.shape),
   metrics: Object.keys(metrics.obj.shape),
+  rules: Object.keys(rules.obj.shape),
 };
 
 // ─── Positions ────────────────────────────────────────────────────────────
@@ -489,8 +512,15 @@ export function parseConfig(text: string, name: string): SluiceConfig {
     log: c.log,
     control: c.control,
     metrics: c.metrics,
+    rules: { ipv4: resolveFrom(name, c.rules.ipv4), ipv6: resolveFrom(name, c.rules.ipv6) },
     stateDir: c.stateDir,
   };
+}
+
+/** A path relative to the config file's directory (absolute paths and null unchanged). */
+function resolveFrom(configName: string, p: string | null): string | null {
+  if (p === null || isAbsolute(p) || configName.startsWith("(")) return p;
+  return join(dirname(configName), p);
 }
 
 /** Issues in file order (those without a position first). */

@@ -56,6 +56,7 @@ describe("the documented defaults", () => {
       log: { level: "info", pretty: "auto", summaryInterval: 60 },
       control: { socket: "/run/sluice/sluice.sock" },
       metrics: { port: null, address: "127.0.0.1" },
+      rules: { ipv4: null, ipv6: null },
       stateDir: "/run/sluice",
     };
     expect(c).toEqual(want);
@@ -244,7 +245,7 @@ describe("unknown keys are errors, at the key", () => {
   it("at the top, in a section, with the keys that would be accepted", () => {
     let e = errorOf("mode: nfqueue\nqueues: [0]\n");
     expect(e.code).toBe(ERR.CONFIG_UNKNOWN);
-    expect(e.message).toBe(`${FILE}:2:1: queues: unknown key (expected one of: instance, mode, interfaces, nfqueue, tun, reinjectMark, conntrack, log, control, metrics, stateDir)`);
+    expect(e.message).toBe(`${FILE}:2:1: queues: unknown key (expected one of: instance, mode, interfaces, nfqueue, tun, reinjectMark, conntrack, log, control, metrics, rules, stateDir)`);
     e = errorOf("nfqueue:\n  queueBypas: true\n");
     expect(e.code).toBe(ERR.CONFIG_UNKNOWN);
     expect(e.message).toMatch(/^t\.yaml:2:3: nfqueue\.queueBypas: unknown key \(expected one of: queues, copyRange, maxLen, failOpen, gso, queueBypass, defaultVerdict, batch\)$/);
@@ -317,5 +318,19 @@ describe("instance", () => {
       expect(e.code).toBe(ERR.CONFIG_FIELD);
       expect(e.message).toMatch(new RegExp(`^${FILE.replace(".", "\\.")}:1:11: instance: expected 1-32 characters`));
     }
+  });
+});
+
+describe("rules", () => {
+  it("resolves ruleset paths against the config file's directory, keeps absolute ones and null", () => {
+    const c = parseConfig("rules:\n  ipv4: rules/v4.rules\n  ipv6: /etc/sluice/v6.rules\n", "/etc/sluice/sluice.yaml");
+    expect(c.rules).toEqual({ ipv4: "/etc/sluice/rules/v4.rules", ipv6: "/etc/sluice/v6.rules" });
+    expect(defaultConfig().rules).toEqual({ ipv4: null, ipv6: null });
+  });
+  it("refuses an empty path and unknown keys under rules", () => {
+    expect(errorOf("rules:\n  ipv4: ''\n").message).toMatch(/^t\.yaml:2:9: rules\.ipv4: expected a ruleset file path or null/);
+    const e = errorOf("rules:\n  ip4: x\n");
+    expect(e.code).toBe(ERR.CONFIG_UNKNOWN);
+    expect(e.message).toContain("rules.ip4: unknown key (expected one of: ipv4, ipv6)");
   });
 });
