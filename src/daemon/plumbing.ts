@@ -53,7 +53,11 @@
  * TUN mode: the device (created here when `tun.create`, else by the addon
  * before the plumbing runs), up, its addresses (IPv6 with nodad), `default
  * dev TUN table T` per family, and `ip rule pref P iif IFACE lookup T` per
- * family and interface of `tun.iifs` (LAN and WAN: replies must pass sluice too).
+ * family and interface of `tun.iifs` (LAN and WAN: replies must pass sluice too),
+ * and `blackhole default table T metric 4294967295` per family: the device
+ * (and its route) dies with the process, and without this fallback the
+ * `ip rule`s left after a crash would fall through to `main` and forward
+ * unfiltered; with it, TUN mode fails closed until the next start cleans up.
  * Packets sluice sends back leave through a raw socket as locally generated,
  * which `iif` rules do not match, so they do not loop. Packets addressed to
  * the gateway itself hit the `local` table (priority 0) first and do not
@@ -467,6 +471,19 @@ function famFlag(family: 4 | 6): string {
   return family === 4 ? "-4" : "-6";
 }
 
+/** Metric of the fail-closed fallback route in TUN mode's table: below every other route's priority. */
+const BLACKHOLE_METRIC = 4294967295;
+
+function hasBlackhole(r: Runner, family: 4 | 6, table: number): boolean {
+  const res = r.tryExec(["ip", "-j", famFlag(family), "route", "show", "table", String(table)]);
+  if (!res.ok) {
+    if (/FIB table does not exist/.test(res.stderr)) return false;
+    throw new PlumbingError(res.command, res.stderr, res.status, res.what);
+  }
+  const routes = parseJson(res) as (IpRoute & { type?: string; metric?: number })[];
+  return routes.some((x) => x.dst === "default" && x.type === "blackhole" && x.metric === BLACKHOLE_METRIC);
+}
+
 function hasDefaultRoute(r: Runner, family: 4 | 6, table: number, device: string | null): boolean {
   const res = r.tryExec(["ip", "-j", famFlag(family), "route", "show", "table", String(table)]);
   if (!res.ok) {
@@ -540,6 +557,7 @@ function plan(spec: PlumbingSpec, r: Runner): PlumbingItem[] {
     for (const family of families(spec)) {
       if (hasDefaultRoute(r, family, t.table, null)) throw fieldError("tun.table", `IPv${family} routing table ${t.table} already has a default route; pick an unused table`);
       items.push({ kind: "route", family, device: t.device, table: t.table });
+      items.push({ kind: "route-blackhole", family, table: t.table });
     }
     for (const family of families(spec)) {
       for (const iif of t.iifs) {
@@ -571,6 +589,8 @@ function describe(item: PlumbingItem): string {
       return `address ${item.cidr} on ${item.device}`;
     case "route":
       return `IPv${item.family} route default dev ${item.device} table ${item.table}`;
+    case "route-blackhole":
+      return `IPv${item.family} route blackhole default table ${item.table} metric ${BLACKHOLE_METRIC} (fail closed if sluice dies)`;
     case "rule":
       return `IPv${item.family} rule pref ${item.priority} iif ${item.iif} lookup ${item.table}`;
   }
@@ -606,6 +626,9 @@ function apply(item: PlumbingItem, r: Runner): void {
       return;
     case "route":
       r.exec(["ip", famFlag(item.family), "route", "add", "default", "dev", item.device, "table", String(item.table)]);
+      return;
+    case "route-blackhole":
+      r.exec(["ip", famFlag(item.family), "route", "add", "blackhole", "default", "table", String(item.table), "metric", String(BLACKHOLE_METRIC)]);
       return;
     case "rule":
       r.exec(["ip", famFlag(item.family), "rule", "add", "pref", String(item.priority), "iif", item.iif, "lookup", String(item.table)]);
@@ -712,6 +735,13 @@ function undo(item: PlumbingItem, r: Runner, log: PlumbingLog): string | null {
       const res = r.tryExec(["ip", famFlag(item.family), "route", "del", "default", "dev", item.device, "table", String(item.table)]);
       if (!res.ok && hasDefaultRoute(r, item.family, item.table, item.device)) throw new PlumbingError(res.command, res.stderr, res.status, res.what);
       return `IPv${item.family} route default dev ${item.device} table ${item.table} removed`;
+    }
+    case "route-blackhole": {
+      if (!hasBlackhole(r, item.family, item.table)) return null;
+      const args = ["ip", famFlag(item.family), "route", "del", "blackhole", "default", "table", String(item.table), "metric", String(BLACKHOLE_METRIC)];
+      const res = r.tryExec(args);
+      if (!res.ok && hasBlackhole(r, item.family, item.table)) throw new PlumbingError(res.command, res.stderr, res.status, res.what);
+      return `IPv${item.family} route blackhole default table ${item.table} removed`;
     }
     case "rule": {
       if (!hasRule(r, item.family, item.priority, item.iif, item.table)) return null;

@@ -68,9 +68,11 @@ const addrItem = z.object({ kind: z.literal("addr"), family, device: name, cidr:
 const routeItem = z.object({ kind: z.literal("route"), family, device: name, table: z.number().int() });
 
 /** `pref PRIORITY iif IIF lookup TABLE` added. */
+/** TUN mode's fail-closed fallback: `blackhole default table T metric 4294967295`, outliving the device. */
+const blackholeItem = z.object({ kind: z.literal("route-blackhole"), family, table: z.number().int() });
 const ruleItem = z.object({ kind: z.literal("rule"), family, priority: z.number().int(), iif: name, table: z.number().int() });
 
-const item = z.discriminatedUnion("kind", [sysctlItem, iptablesItem, nftTableItem, tunCreateItem, linkMtuItem, linkUpItem, addrItem, routeItem, ruleItem]);
+const item = z.discriminatedUnion("kind", [sysctlItem, iptablesItem, nftTableItem, tunCreateItem, linkMtuItem, linkUpItem, addrItem, routeItem, blackholeItem, ruleItem]);
 
 const stateSchema = z.object({
   version: z.literal(STATE_VERSION),

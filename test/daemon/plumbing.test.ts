@@ -597,7 +597,7 @@ describe("TUN mode", { timeout: 60_000 }, () => {
     expect(sysctls()).toEqual(sysBefore);
   });
 
-  it("recovery when the addon's device vanished with the crash: rules go, the rest is already gone", () => {
+  it("recovery when the addon's device vanished with the crash: rules and the blackhole fallback go, the rest is already gone", () => {
     sh(G, "ip", "tuntap", "add", "dev", "sltun2", "mode", "tun");
     const routesBefore = routing();
     const spec = tunSpec({ device: "sltun2" });
@@ -605,8 +605,24 @@ describe("TUN mode", { timeout: 60_000 }, () => {
     sh(G, "ip", "link", "del", "dev", "sltun2"); // a non-persistent device dies with its process
     const report = recoverStale(inst.stateFile);
     expect(report.cleaned.filter((c) => c.includes("rule"))).toHaveLength(4);
-    expect(report.cleaned.some((c) => c.includes("route") || c.includes("address"))).toBe(false);
+    // The device's own routes and addresses died with it; the blackhole fallback outlived it (fail closed) and is removed now.
+    expect(report.cleaned.filter((c) => c.includes("route"))).toEqual(["IPv6 route blackhole default table 1234 removed", "IPv4 route blackhole default table 1234 removed"]);
+    expect(report.cleaned.some((c) => c.includes("address"))).toBe(false);
     expect(routing()).toBe(routesBefore);
+  });
+
+  it("after the device vanished, the policy rules meet the blackhole: the gateway fails closed", () => {
+    sh(G, "ip", "tuntap", "add", "dev", "sltun3", "mode", "tun");
+    const spec = tunSpec({ device: "sltun3" });
+    const inst = installPlumbing(spec);
+    sh(G, "ip", "link", "del", "dev", "sltun3");
+    try {
+      const got = sh(G, "ip", "-4", "route", "show", "table", "1234");
+      expect(got).toContain("blackhole default");
+      expect(sh(G, "ip", "-6", "route", "show", "table", "1234")).toContain("blackhole default");
+    } finally {
+      recoverStale(inst.stateFile);
+    }
   });
 
   it("refuses conflicts before changing anything", () => {
