@@ -24,6 +24,9 @@ commands:
       run every packet of a pcap/pcapng capture through the connection
       tracker (policy: drop INVALID, accept the rest), with the capture's
       timestamps as the clock
+  rules check|load|save [-4|-6] [FILE]
+      iptables-restore --test / iptables-restore into the daemon (atomic) /
+      iptables-save -c of the live ruleset (sluice rules -h)
   conntrack -L|-E|-D|-F|-C [filters] [-o extended,timestamp] [--socket PATH]
       the running daemon's connection table, like conntrack(8): list,
       live events, delete by tuple, flush, count (sluice conntrack -h)
@@ -37,6 +40,9 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case "run":
       return runMain(rest);
+    case "rules":
+      // Loaded on demand: the rule compiler is only needed by this command.
+      return (await import("./rules.js")).rulesMain(rest);
     case "replay":
       return replayMain(rest);
     case "conntrack":

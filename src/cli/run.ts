@@ -3,9 +3,9 @@
  *
  * Signals: SIGINT and SIGTERM stop it cleanly (plumbing removed, exit 0);
  * a second one while stopping is ignored (the stop is bounded by the
- * plumbing's command timeouts). SIGHUP is logged and ignored until there is
- * a ruleset to reload (the rule engine's issue): its default action would
- * kill the daemon without removing its plumbing. A fatal error (an
+ * plumbing's command timeouts). SIGHUP reloads the configured ruleset
+ * files (rules.ipv4, rules.ipv6): all or nothing, a bad file is logged with
+ * its file:line:column and the old ruleset stays live. A fatal error (an
  * exception nothing caught) is logged, the plumbing is removed, and the
  * exit code is 1; after SIGKILL the next start cleans up (state file).
  */
@@ -68,11 +68,16 @@ export async function runMain(argv: string[]): Promise<number> {
   };
   process.on("SIGINT", onStop);
   process.on("SIGTERM", onStop);
-  process.on("SIGHUP", () => log.info("SIGHUP: nothing to reload yet (rulesets come with the rule engine); ignored"));
+  let daemon: Daemon | null = null;
+  process.on("SIGHUP", () => {
+    if (daemon === null) log.info("SIGHUP while starting: ignored (the ruleset files are being read now)");
+    else daemon.reload();
+  });
 
-  let daemon: Daemon;
+  let running: Daemon;
   try {
-    daemon = await Daemon.start(cfg, log);
+    running = await Daemon.start(cfg, log);
+    daemon = running;
   } catch (e) {
     log.error({ err: e }, "sluice failed to start; everything it had set up was removed");
     throw e;
@@ -89,7 +94,7 @@ export async function runMain(argv: string[]): Promise<number> {
 
   log.info({ mode: cfg.mode, control: cfg.control.socket, stateFile: Daemon.stateFile(cfg) }, "sluice running");
   if (stopSignal === null) await new Promise<void>((resolve) => { wake = resolve; });
-  await daemon.stop(fatal !== null ? "fatal error" : `signal ${stopSignal}`);
+  await running.stop(fatal !== null ? "fatal error" : `signal ${stopSignal}`);
   process.removeListener("SIGINT", onStop);
   process.removeListener("SIGTERM", onStop);
   return fatal !== null ? 1 : 0;

@@ -95,6 +95,14 @@ export class Conntrack {
   dir = 0;
   /** Entry index of the last packet's connection, or -1. */
   entry = -1;
+  /**
+   * The entry the last packet killed (nf_ct_kill_acct: an RST answering a
+   * SYN), or -1. Its record is free but untouched until the next process():
+   * as in Linux, where the packet keeps its dying conntrack, the rules the
+   * packet still traverses see the connection (ESTABLISHED, its tuples,
+   * status with DYING, mark). `entry` is -1 for such a packet.
+   */
+  dying = -1;
   /** True while the last packet's connection is new and unconfirmed. */
   pending = false;
   /** What the protocol tracker decided (TRACK.*); DROP means the packet must be dropped. */
@@ -143,6 +151,7 @@ export class Conntrack {
    */
   process(p: Packet, parseStatus: number, now: number, flags: number): number {
     this.entry = -1;
+    this.dying = -1;
     this.dir = DIR.ORIGINAL;
     this.pending = false;
     this.track = TRACK.ACCEPT;
@@ -235,6 +244,8 @@ export class Conntrack {
       if (this.l4Kill) {
         this.destroy(i, now);
         this.entry = -1;
+        this.dying = i;
+        tb.status[i] = status | STATUS.DYING;
       } else if (changed) {
         // ctnetlink carries the TCP state in an UPDATE only with IPCT_PROTOINFO (a state change).
         this.emit(EVENT.UPDATE, i, now, this.l4Changed);

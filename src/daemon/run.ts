@@ -32,6 +32,7 @@
  * The clock of the pipeline is `performance.now()` (monotonic, ms), read
  * once per batch; the control socket shows timeouts relative to it.
  */
+import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { join } from "node:path";
 import type { Logger } from "pino";
@@ -43,7 +44,14 @@ import { NfQueue, readNfQueueProc } from "../io/nfqueue.js";
 import { RawSocket } from "../io/rawsock.js";
 import { DESC, Tun } from "../io/tun.js";
 import { Pipeline, VERDICT } from "../pipeline/index.js";
+import { HOOK as RHOOK } from "../rules/context.js";
+import type { RouteSnapshot } from "../route/table.js";
 import { RouteMirror } from "../route/mirror.js";
+import { OP, type Frame, type Request } from "../control/protocol.js";
+import { ERR, SluiceError } from "../errors.js";
+import { RuleEngine, type RulesSources } from "../rules/engine.js";
+import { RuleError } from "../rules/match-api.js";
+import { engineDeps, type TargetEffects } from "../rules/targets.js";
 import type { SluiceConfig } from "./config.js";
 import { CounterSummary, RateLimitedLog } from "./log.js";
 import { installPlumbing, recoverStale, removePlumbing, type InstalledPlumbing, type PlumbingSpec } from "./plumbing.js";
@@ -106,6 +114,9 @@ export class Daemon {
   private timer: NodeJS.Timeout | null = null;
   private ticks = 0;
   private stopping: Promise<void> | null = null;
+  /** The rule engine (always there; without a ruleset for a family, that family keeps "drop INVALID, accept the rest"). */
+  readonly rules: RuleEngine;
+  private readonly effects: TargetEffects;
   private readonly expired = (d: Pipeline["defrag"]): void => {
     for (let k = 0; k < d.releasedCount; k++) this.verdictTag(d.releasedTags[k]!, NF.DROP);
   };
@@ -115,6 +126,77 @@ export class Daemon {
     this.log = log;
     this.errors = new RateLimitedLog(log, ERROR_LOG_INTERVAL_MS);
     this.pipeline = new Pipeline({ conntrack: cfg.conntrack });
+    const { deps, effects } = engineDeps(cfg.mode, {
+      log,
+      send: (buf, len) => this.raw !== null && this.raw.sendOne(buf, 0, len) === 1,
+      nflogDir: join(cfg.stateDir, "nflog"),
+      ifname: (i) => this.routes?.ifnameOf(i),
+    });
+    this.rules = new RuleEngine(deps);
+    this.effects = effects!;
+    this.pipeline.rules = this.rules;
+  }
+
+  /** The configured ruleset files, read (a missing file is an error naming it). */
+  private rulesFromFiles(): RulesSources {
+    const src: RulesSources = {};
+    const read = (path: string): string => {
+      try {
+        return readFileSync(path, "utf8");
+      } catch (e) {
+        throw new SluiceError(ERR.RULES, `ruleset ${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
+      }
+    };
+    if (this.cfg.rules.ipv4 !== null) src.ipv4 = { file: this.cfg.rules.ipv4, text: read(this.cfg.rules.ipv4) };
+    if (this.cfg.rules.ipv6 !== null) src.ipv6 = { file: this.cfg.rules.ipv6, text: read(this.cfg.rules.ipv6) };
+    return src;
+  }
+
+  /**
+   * Loads rulesets (all or nothing; the old ones stay live on any error).
+   * Runs between batches: the event loop never interleaves it with one.
+   */
+  loadRules(src: RulesSources, counters = false, why = "load"): number {
+    const c = this.rules.load(src, counters);
+    const n = (c.v4?.ruleCount ?? 0) + (c.v6?.ruleCount ?? 0);
+    this.log.info({ why, ipv4: src.ipv4?.file, ipv6: src.ipv6?.file, rules4: c.v4?.ruleCount, rules6: c.v6?.ruleCount }, "ruleset loaded");
+    return n;
+  }
+
+  /** SIGHUP: reload the configured files; a bad file is logged and the old ruleset stays. */
+  reload(): void {
+    if (this.cfg.rules.ipv4 === null && this.cfg.rules.ipv6 === null) {
+      this.log.info("SIGHUP: no ruleset files configured (rules.ipv4, rules.ipv6); nothing to reload");
+      return;
+    }
+    try {
+      this.loadRules(this.rulesFromFiles(), false, "SIGHUP");
+    } catch (e) {
+      if (!(e instanceof SluiceError)) throw e;
+      this.log.error({ err: { code: e.code, message: e.message } }, "SIGHUP: ruleset refused; the previous ruleset stays live");
+    }
+  }
+
+  private rulesLoadOp(req: Request): Frame {
+    const r = req.rules;
+    if (r === undefined || (r.ipv4 === undefined && r.ipv6 === undefined)) throw new SluiceError(ERR.USAGE, "rules.load: give rules.ipv4 and/or rules.ipv6 as {file, text}");
+    for (const f of [r.ipv4, r.ipv6]) {
+      if (f !== undefined && (typeof f.file !== "string" || typeof f.text !== "string")) throw new SluiceError(ERR.USAGE, "rules.load: each ruleset is {file: string, text: string}");
+    }
+    try {
+      return { ok: true, count: this.loadRules(r, req.counters === true, "sluice rules load") };
+    } catch (e) {
+      if (e instanceof RuleError) this.log.warn({ err: { code: e.code, message: e.message } }, "sluice rules load: ruleset refused; the previous ruleset stays live");
+      throw e;
+    }
+  }
+
+  private rulesSaveOp(req: Request): Frame {
+    const family = req.family === "ipv6" ? 6 : req.family === "ipv4" || req.family === undefined ? 4 : 0;
+    if (family === 0) throw new SluiceError(ERR.USAGE, `rules.save: family must be ipv4 or ipv6, not ${JSON.stringify(req.family)}`);
+    const text = this.rules.save(family, `Generated by sluice (instance ${this.cfg.instance}) on ${new Date().toString()}`);
+    if (text === null) throw new SluiceError(ERR.RULES, `no IPv${family} ruleset is loaded (the policy for IPv${family} is: drop INVALID, accept the rest)`);
+    return { ok: true, text };
   }
 
   /** The state file of this instance. */
@@ -141,6 +223,9 @@ export class Daemon {
     const { cfg, log } = this;
     const stateFile = Daemon.stateFile(cfg);
     recoverStale(stateFile, { log });
+    // The ruleset first: a bad file refuses the start before anything is installed.
+    const src = this.rulesFromFiles();
+    if (src.ipv4 !== undefined || src.ipv6 !== undefined) this.loadRules(src, false, "start");
 
     this.control = await ControlServer.listen({
       path: cfg.control.socket,
@@ -148,12 +233,24 @@ export class Daemon {
       stats: () => this.statsObject(),
       now: () => performance.now(),
       onError: (e) => this.errors.error("control", e instanceof Error ? e : { err: String(e) }, "control socket request failed"),
+      handlers: {
+        [OP.RULES_LOAD]: (req) => this.rulesLoadOp(req),
+        [OP.RULES_SAVE]: (req) => this.rulesSaveOp(req),
+      },
     });
     this.routes = await RouteMirror.start({
-      onChange: (snap) => log.debug({ generation: snap.generation }, "routes and addresses changed"),
+      onChange: (snap) => {
+        log.debug({ generation: snap.generation }, "routes and addresses changed");
+        this.pipeline.routes = snap;
+        this.rules.setInterfaceNames((i) => snap.ifnameOf(i));
+      },
       onError: (e) => this.errors.warn("route-reload", e, "route mirror: reload failed; keeping the previous snapshot"),
     });
 
+    this.pipeline.routes = this.routes.snapshot;
+    this.rules.setInterfaceNames((i) => this.routes?.ifnameOf(i));
+    // Sends REJECT replies (both modes) and, in TUN mode, every accepted packet; marked so sluice's rules skip them.
+    this.raw = new RawSocket({ mark: cfg.reinjectMark });
     if (cfg.mode === "nfqueue") this.openQueues();
     else this.openTun();
 
@@ -236,6 +333,7 @@ export class Daemon {
   /** One NFQUEUE batch: the packet path. Allocates nothing. */
   private nfqBatch(q: NfQueue, count: number, qi: number): void {
     const now = performance.now();
+    const wall = Date.now();
     const p = this.pipeline;
     const c = this.counters[qi]!;
     const held = this.heldIds;
@@ -260,6 +358,16 @@ export class Daemon {
       }
       const tag = base + q.slot(i);
       held[tag] = q.id(i);
+      const mark = q.mark(i);
+      p.hook = (flags & PKT.LOCAL_OUT) !== 0 ? RHOOK.OUTPUT : RHOOK.PREROUTING;
+      p.inIfindex = q.indev(i);
+      p.outIfindex = q.outdev(i);
+      p.mark = mark;
+      const rc = p.rctx;
+      rc.wallNow = wall;
+      rc.hwBuf = q.slab;
+      rc.hwOff = q.hwaddrOffset(i);
+      rc.hwLen = q.hwaddrLength(i);
       const v = p.process(q.slab, off, q.payloadLength(i), now, flags, tag);
       if (v === VERDICT.STOLEN) continue; // a fragment: its verdict comes with its datagram
       const nf = v === VERDICT.ACCEPT ? NF.ACCEPT : NF.DROP;
@@ -269,6 +377,13 @@ export class Daemon {
         // verdict) or a fragment queue was discarded.
         for (let k = 0; k < d.releasedCount; k++) this.verdictTag(d.releasedTags[k]!, nf);
         if (p.reassembled) continue;
+      }
+      if (nf === NF.ACCEPT && (p.modified || p.mark !== mark)) {
+        // A target changed the packet (TCPMSS) or its mark (MARK, CONNMARK --restore-mark).
+        if (p.modified) q.verdictPayload(i, nf, ipLength(q.slab, off), p.mark);
+        else q.verdictMark(i, nf, p.mark);
+        c.verdicts++;
+        continue;
       }
       this.nfqVerdict(q, c, i, nf);
     }
@@ -301,7 +416,6 @@ export class Daemon {
     const { cfg, log } = this;
     const slotSize = Math.max(2048, Math.ceil((cfg.tun.mtu + 64) / 8) * 8);
     this.counters.push(new QueueCounterSet(0));
-    this.raw = new RawSocket({ mark: cfg.reinjectMark });
     this.tun = new Tun({ name: cfg.tun.device, slotSize, batch: cfg.tun.batch, onBatch: (t, n) => this.tunBatch(t, n) });
     this.outDesc = new Uint32Array(cfg.tun.batch * DESC.STRIDE);
     this.fragSlot = slotSize;
@@ -313,6 +427,7 @@ export class Daemon {
   /** One TUN batch: judge, then write the accepted packets out in one call. Allocates nothing after the first fragment. */
   private tunBatch(t: Tun, count: number): void {
     const now = performance.now();
+    const wall = Date.now();
     const p = this.pipeline;
     const c = this.counters[0]!;
     const slab = t.slab;
@@ -331,6 +446,14 @@ export class Daemon {
         continue;
       }
       const tag = this.fragFreeTop > 0 ? this.fragFree[--this.fragFreeTop]! : -1;
+      // A TUN device does not say where a packet came in: the interface that
+      // routes back to its source stands in (what rp_filter checks), so -i works.
+      p.hook = RHOOK.PREROUTING;
+      p.inIfindex = sourceInterface(p.routes, slab, off);
+      p.outIfindex = 0;
+      p.mark = 0;
+      p.rctx.wallNow = wall;
+      p.rctx.hwLen = 0;
       const v = p.process(slab, off, len, now, 0, tag);
       if (v === VERDICT.STOLEN) {
         this.tunKeepFragment(tag, slab, off, len);
@@ -349,7 +472,7 @@ export class Daemon {
       c.verdicts++;
       if (v === VERDICT.ACCEPT) {
         desc[out * DESC.STRIDE + DESC.OFF] = off;
-        desc[out * DESC.STRIDE + DESC.LEN] = len;
+        desc[out * DESC.STRIDE + DESC.LEN] = p.modified ? ipLength(slab, off) : len;
         out++;
       } else {
         c.dropped++;
@@ -466,6 +589,7 @@ export class Daemon {
       defrag: (({ fragments, reassembled, duplicates, overlaps, timeouts, oversize, noMemory, malformed, heldBytes, queuesInUse }) =>
         ({ fragments, reassembled, duplicates, overlaps, timeouts, oversize, noMemory, malformed, heldBytes, queuesInUse }))(this.pipeline.defrag),
       routes: { generation: this.routes?.generation ?? 0 },
+      rules: { ...this.rules.summary(), ...this.effects.stats },
       ...(this.tun !== null ? { tun: { device: this.tun.name, ...this.tun.stats() }, raw: this.raw!.stats() } : {}),
       control: { ...this.control?.stats },
     };
@@ -508,6 +632,7 @@ export class Daemon {
       });
     }
     if (this.tun !== null) await attempt("closing the tun device", () => this.tun!.close());
+    await attempt("closing NFLOG files", () => this.effects.close());
     if (this.raw !== null) await attempt("closing the raw socket", () => this.raw!.close());
     if (this.metrics !== null) await attempt("stopping metrics", () => this.metrics!.stop());
     if (this.routes !== null) await attempt("stopping the route mirror", () => this.routes!.stop());
@@ -515,6 +640,29 @@ export class Daemon {
     this.errors.flush(true);
     if (failures.length > 0) throw failures[0];
   }
+}
+
+/** The IP datagram's length from its header (after a target rewrote it in place). */
+function ipLength(b: Uint8Array, off: number): number {
+  return b[off]! >> 4 === 4 ? (b[off + 2]! << 8) | b[off + 3]! : 40 + ((b[off + 4]! << 8) | b[off + 5]!);
+}
+
+/** The ifindex of the route back to the packet's source (TUN mode's stand-in for the input interface); 0 if none. */
+function sourceInterface(r: RouteSnapshot | null, b: Uint8Array, off: number): number {
+  if (r === null) return 0;
+  let route: number;
+  if (b[off]! >> 4 === 4) {
+    route = r.lookup4((b[off + 12]! << 24) | (b[off + 13]! << 16) | (b[off + 14]! << 8) | b[off + 15]!);
+  } else {
+    const o = off + 8;
+    route = r.lookup6(
+      (b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!,
+      (b[o + 4]! << 24) | (b[o + 5]! << 16) | (b[o + 6]! << 8) | b[o + 7]!,
+      (b[o + 8]! << 24) | (b[o + 9]! << 16) | (b[o + 10]! << 8) | b[o + 11]!,
+      (b[o + 12]! << 24) | (b[o + 13]! << 16) | (b[o + 14]! << 8) | b[o + 15]!,
+    );
+  }
+  return route >= 0 ? r.ifindex[route]! : 0;
 }
 
 /**

@@ -50,6 +50,12 @@ export class RuleContext {
   /** Owner of a locally generated packet's socket (`-m owner`); -1: unknown. */
   uid = -1;
   gid = -1;
+  /** Set by CT --notrack / NOTRACK: the packet is not tracked (ctinfo UNTRACKED). */
+  notrack = false;
+  /** Set by CT --helper: the helper (ruleset.ts HELPERS index) for the connection this packet creates; 0 none. */
+  helper = 0;
+  /** A target rewrote the packet's bytes (TCPMSS, CHECKSUM): the verdict must carry the new bytes. */
+  modified = false;
   /** The namespace's addresses and routes (addrtype, pkttype, the route decision); null offline without hints. */
   routes: RouteSnapshot | null = null;
 }
