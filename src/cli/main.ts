@@ -21,9 +21,14 @@ commands:
       plumbing on SIGINT/SIGTERM (sluice run -h)
   replay CAPTURE [--json] [--list] [--events] [--write-accepted OUT.pcap]
                  [--sysctl NAME=VALUE]... [--quiet]
+                 [--rules FILE] [--rules6 FILE] [--iface NAME=ADDR/LEN[,...]]...
+                 [--route PREFIX=NAME|default=NAME]... [--trace "MATCHES"]
       run every packet of a pcap/pcapng capture through the connection
-      tracker (policy: drop INVALID, accept the rest), with the capture's
-      timestamps as the clock
+      tracker and the rulesets (without one: drop INVALID, accept the rest),
+      with the capture's timestamps as the clock; the interface hints say
+      which interface each packet came in on (the one routing back to its
+      source) and where it goes; --trace shows each matching packet's path
+      through tables and chains (filter in iptables match syntax, "" = all)
   rules check|load|save [-4|-6] [FILE]
       iptables-restore --test / iptables-restore into the daemon (atomic) /
       iptables-save -c of the live ruleset (sluice rules -h)

@@ -21,6 +21,13 @@ import { LINKTYPE, PcapReader, PcapWriter } from "../io/pcap.js";
 import { protoName } from "../packet/constants.js";
 import { DEFRAG_DROP_NAMES } from "../packet/defrag.js";
 import { Pipeline, VERDICT, VERDICT_NAMES } from "../pipeline/index.js";
+import { parseCidr } from "../route/addr.js";
+import { buildSnapshot } from "../route/mirror.js";
+import type { RouteSnapshot } from "../route/table.js";
+import { HOOK } from "../rules/context.js";
+import { RuleEngine } from "../rules/engine.js";
+import { engineDeps } from "../rules/targets.js";
+import { Tracer, TraceFilter } from "../rules/trace.js";
 
 /** Options of a replay run. */
 export interface ReplayOptions {
@@ -30,6 +37,15 @@ export interface ReplayOptions {
   quiet: boolean;
   writeAccepted?: string;
   sysctl: string[];
+  /** iptables / ip6tables rulesets to run the capture against (file name and text). */
+  rules4?: { file: string; text: string };
+  rules6?: { file: string; text: string };
+  /** Interface hints: `NAME=ADDR/LEN[,ADDR/LEN...]` (the gateway's addresses on that interface). */
+  ifaces?: string[];
+  /** Route hints: `PREFIX=NAME` or `default=NAME`. */
+  routes?: string[];
+  /** `sluice trace` output for packets matching this filter (iptables match syntax; "" = every packet). */
+  trace?: string;
 }
 
 /** What a replay run counted. */
@@ -105,6 +121,24 @@ export function replay(reader: PcapReader, opts: ReplayOptions, write: (s: strin
   const cfg = resolveConntrackConfig(partial);
   const pipe = new Pipeline({ conntrack: cfg });
   const ct = pipe.ct;
+  const topo = buildHints(opts.ifaces ?? [], opts.routes ?? []);
+  pipe.routes = topo;
+  let tracer: Tracer | null = null;
+  if (opts.rules4 !== undefined || opts.rules6 !== undefined) {
+    const { deps } = engineDeps("replay", { log: null, send: null, nflogDir: null, ifname: (i) => topo.ifnameOf(i) });
+    const engine = new RuleEngine(deps);
+    engine.setInterfaceNames((i) => topo.ifnameOf(i));
+    engine.load({ ipv4: opts.rules4, ipv6: opts.rules6 }, true);
+    pipe.rules = engine;
+    if (opts.trace !== undefined) {
+      tracer = new Tracer(new TraceFilter(opts.trace, deps, (i) => topo.ifnameOf(i)), (block) => out.line(block.trimEnd()), (i) => topo.ifnameOf(i));
+      tracer.attach(engine.forFamily(4));
+      tracer.attach(engine.forFamily(6));
+      engine.tracer = tracer;
+    }
+  } else if (opts.trace !== undefined) {
+    throw new SluiceError(ERR.USAGE, "replay: --trace needs a ruleset (--rules and/or --rules6)");
+  }
   ct.events.enabled = opts.events;
   const out = new Sink(write);
   const snap = new ConnSnapshot();
@@ -139,7 +173,7 @@ export function replay(reader: PcapReader, opts: ReplayOptions, write: (s: strin
     if (writer !== undefined && rec !== undefined && o.verdict === VERDICT.ACCEPT) {
       writer.writeMs(rec.buf, rec.off, rec.len, time);
     }
-    if (opts.quiet) return;
+    if (opts.quiet || tracer !== null) return;
     const hasConn = o.handle >= 0;
     const tracked = o.ctinfo !== CTINFO.INVALID && o.ctinfo !== CTINFO.UNTRACKED;
     if (opts.json) {
@@ -202,6 +236,8 @@ export function replay(reader: PcapReader, opts: ReplayOptions, write: (s: strin
     drainEvents();
     const index = reader.index;
     const rec: Held = { index, time: t, off: reader.l3Offset, len: reader.l3Length, buf: reader.buf };
+    hintPacket(pipe, topo, reader.buf, reader.l3Offset);
+    if (tracer !== null) tracer.label = String(index);
     const v = pipe.process(reader.buf, reader.l3Offset, reader.l3Length, now, 0, index);
     if (v === VERDICT.STOLEN) {
       held.set(index, rec);
@@ -240,6 +276,85 @@ export function replay(reader: PcapReader, opts: ReplayOptions, write: (s: strin
 }
 
 const EVENT_JSON = ["NEW", "UPDATE", "DESTROY"];
+
+/**
+ * The gateway a capture is replayed on, from hints: `--iface lan0=10.0.1.1/24`
+ * (the gateway's address on an interface; its network becomes a connected
+ * route) and `--route default=wan0` / `--route 198.51.100.0/24=wan0`.
+ * Without hints there are no interfaces: every packet is forwarded with no
+ * in/out interface, so `-i`/`-o` rules do not match.
+ */
+export function buildHints(ifaces: readonly string[], routes: readonly string[]): RouteSnapshot {
+  const links: Record<string, unknown>[] = [{ ifindex: 1, ifname: "lo", flags: ["UP"], mtu: 65536, addr_info: [] }];
+  const r4: Record<string, unknown>[] = [];
+  const r6: Record<string, unknown>[] = [];
+  const names = new Map<string, number>();
+  for (const h of ifaces) {
+    const m = /^([^=\s/:]{1,15})=(.+)$/.exec(h);
+    if (m === null) throw new SluiceError(ERR.USAGE, `replay: --iface ${h}: expected NAME=ADDR/LEN[,ADDR/LEN...], e.g. lan0=10.0.1.1/24`);
+    const [, name, list] = m as unknown as [string, string, string];
+    if (names.has(name)) throw new SluiceError(ERR.USAGE, `replay: --iface ${name} is given twice`);
+    const ifindex = links.length + 1;
+    names.set(name, ifindex);
+    const addrInfo: Record<string, unknown>[] = [];
+    for (const a of list.split(",")) {
+      const c = parseCidr(a.trim(), false);
+      if (c === null) throw new SluiceError(ERR.USAGE, `replay: --iface ${h}: "${a}" is not ADDR/LEN`);
+      const addr = a.trim().split("/")[0]!;
+      addrInfo.push({ family: c.family === 4 ? "inet" : "inet6", local: addr, prefixlen: c.prefixLen, scope: "global" });
+      const table = c.family === 4 ? r4 : r6;
+      table.push({ dst: `${formatNetwork(c)}/${c.prefixLen}`, dev: name, scope: "link" });
+      table.push({ type: "local", dst: addr, dev: name, table: "local" });
+    }
+    links.push({ ifindex, ifname: name, flags: ["UP"], mtu: 1500, addr_info: addrInfo });
+  }
+  for (const h of routes) {
+    const m = /^(default|[0-9a-fA-F:.]+\/\d+)(?:,(4|6))?=(.+)$/.exec(h);
+    if (m === null) throw new SluiceError(ERR.USAGE, `replay: --route ${h}: expected PREFIX=IFACE or default=IFACE`);
+    const [, dst, , dev] = m as unknown as [string, string, string | undefined, string];
+    if (!names.has(dev)) throw new SluiceError(ERR.USAGE, `replay: --route ${h}: no --iface ${dev}`);
+    if (dst === "default") {
+      r4.push({ dst: "default", dev });
+      r6.push({ dst: "default", dev });
+    } else {
+      const c = parseCidr(dst, false);
+      if (c === null) throw new SluiceError(ERR.USAGE, `replay: --route ${h}: "${dst}" is not a prefix`);
+      (c.family === 4 ? r4 : r6).push({ dst, dev });
+    }
+  }
+  return buildSnapshot(links, r4, r6, 1);
+}
+
+function formatNetwork(c: { family: 4 | 6; address: bigint; prefixLen: number }): string {
+  const bits = c.family === 4 ? 32 : 128;
+  const net = c.prefixLen === 0 ? 0n : (c.address >> BigInt(bits - c.prefixLen)) << BigInt(bits - c.prefixLen);
+  if (c.family === 4) return [24, 16, 8, 0].map((s) => Number((net >> BigInt(s)) & 255n)).join(".");
+  const g: string[] = [];
+  for (let k = 7; k >= 0; k--) g.push(Number((net >> BigInt(k * 16)) & 0xffffn).toString(16));
+  return g.join(":");
+}
+
+/** Per packet: the gateway's own packets go through OUTPUT; others arrive on the interface routing back to their source. */
+function hintPacket(pipe: Pipeline, topo: RouteSnapshot, b: Uint8Array, off: number): void {
+  const v4 = b[off]! >> 4 === 4;
+  const w = (o: number): number => (b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!;
+  let local: boolean;
+  let route: number;
+  if (v4) {
+    const src = w(off + 12);
+    local = topo.isLocal4(src);
+    route = topo.lookup4(local ? w(off + 16) : src);
+  } else {
+    const s = off + 8, d = off + 24;
+    local = topo.isLocal6(w(s), w(s + 4), w(s + 8), w(s + 12));
+    route = local ? topo.lookup6(w(d), w(d + 4), w(d + 8), w(d + 12)) : topo.lookup6(w(s), w(s + 4), w(s + 8), w(s + 12));
+  }
+  const ifindex = route >= 0 ? topo.ifindex[route]! : 0;
+  pipe.hook = local ? HOOK.OUTPUT : HOOK.PREROUTING;
+  pipe.inIfindex = local ? 0 : ifindex;
+  pipe.outIfindex = local ? ifindex : 0;
+  pipe.mark = 0;
+}
 /** Link types whose records are IP packets by definition (RAW in its three numberings, IPV4, IPV6). */
 const RAW_IP_LINKTYPES = new Set<number>([LINKTYPE.RAW, LINKTYPE.RAW_DLT12, LINKTYPE.RAW_DLT14, LINKTYPE.IPV4, LINKTYPE.IPV6]);
 
@@ -257,6 +372,11 @@ export function replayMain(args: string[]): number {
         quiet: { type: "boolean", short: "q", default: false },
         "write-accepted": { type: "string" },
         sysctl: { type: "string", multiple: true, default: [] },
+        rules: { type: "string" },
+        rules6: { type: "string" },
+        iface: { type: "string", multiple: true, default: [] },
+        route: { type: "string", multiple: true, default: [] },
+        trace: { type: "string" },
       },
     });
   } catch (e) {
@@ -272,9 +392,18 @@ export function replayMain(args: string[]): number {
     throw new SluiceError(ERR.IO, `replay: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   const reader = PcapReader.open(bytes, path);
+  const readRules = (f: string | undefined): { file: string; text: string } | undefined => {
+    if (f === undefined) return undefined;
+    try {
+      return { file: f, text: readFileSync(f, "utf8") };
+    } catch (e) {
+      throw new SluiceError(ERR.IO, `replay: cannot read ruleset ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  };
   const summary = replay(reader, {
     json: values.json, list: values.list, events: values.events, quiet: values.quiet,
     writeAccepted: values["write-accepted"], sysctl: values.sysctl,
+    rules4: readRules(values.rules), rules6: readRules(values.rules6), ifaces: values.iface, routes: values.route, trace: values.trace,
   }, (s) => process.stdout.write(s));
   const reasons = Object.entries(summary.byReason).map(([r, n]) => `${n} ${r}`).join(", ");
   process.stderr.write(

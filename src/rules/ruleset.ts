@@ -156,6 +156,8 @@ export class Ruleset {
   private readonly stackRule = new Int32Array(MAX_JUMP_DEPTH);
   private ifCache = new Map<number, Uint8Array>();
   private ifName: (ifindex: number) => string = () => "";
+  /** Called with each rule that matches (sluice trace); null: off, one branch per matching rule. */
+  onMatch: ((rule: number) => void) | null = null;
   /** Rule that decided the last evaluate() (-1: the policy), for trace. */
   lastRule = -1;
   /** Chain whose policy decided (when lastRule is -1). */
@@ -239,6 +241,7 @@ export class Ruleset {
       }
       this.packets[i]++;
       this.bytes[i] += len;
+      if (this.onMatch !== null) this.onMatch(i);
       switch (this.target[i]) {
         case T.NONE:
           i++;
@@ -354,7 +357,7 @@ export class Ruleset {
   }
 
   /** Base match (ip_packet_match / ip6_packet_match) and every extension match of rule i. */
-  private matches(i: number, c: RuleContext): boolean {
+  matches(i: number, c: RuleContext): boolean {
     const f = this.flags[i]!;
     if (f !== 0) {
       const p = c.pkt;
