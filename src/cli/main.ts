@@ -32,6 +32,9 @@ commands:
   rules check|load|save [-4|-6] [FILE]
       iptables-restore --test / iptables-restore into the daemon (atomic) /
       iptables-save -c of the live ruleset (sluice rules -h)
+  trace [MATCHES...] [--count N] [--seconds S] [--socket PATH]
+      live: each matching packet's path through the daemon's tables and
+      chains, the rule that decided, the ctstate, the verdict (sluice trace -h)
   conntrack -L|-E|-D|-F|-C [filters] [-o extended,timestamp] [--socket PATH]
       the running daemon's connection table, like conntrack(8): list,
       live events, delete by tuple, flush, count (sluice conntrack -h)
@@ -45,6 +48,8 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case "run":
       return runMain(rest);
+    case "trace":
+      return (await import("./trace.js")).traceMain(rest);
     case "rules":
       // Loaded on demand: the rule compiler is only needed by this command.
       return (await import("./rules.js")).rulesMain(rest);

@@ -93,6 +93,8 @@ export const OP = {
   RULES_LOAD: "rules.load",
   /** The live ruleset of a `family` ("ipv4" | "ipv6") in iptables-save format, with counters. */
   RULES_SAVE: "rules.save",
+  /** Stream `sluice trace` blocks for packets matching `match` (iptables match syntax) until the client leaves. */
+  TRACE: "trace",
 } as const;
 
 export type Op = (typeof OP)[keyof typeof OP];
@@ -173,6 +175,8 @@ export interface Request {
   family?: string;
   /** rules.load: the files' names (for error positions) and texts, per family. */
   rules?: { ipv4?: { file: string; text: string }; ipv6?: { file: string; text: string } };
+  /** trace: the packet filter, in iptables match syntax ("" = every packet). */
+  match?: string;
   /** rules.load: take the files' counters (iptables-restore --counters). */
   counters?: boolean;
 }
@@ -187,6 +191,7 @@ export const REQUEST_FIELDS: Readonly<Record<Op, readonly string[]>> = Object.fr
   [OP.STATS]: [],
   [OP.RULES_LOAD]: ["rules", "counters"],
   [OP.RULES_SAVE]: ["family"],
+  [OP.TRACE]: ["match"],
 });
 
 /** The error part of a failed answer. */

@@ -64,6 +64,13 @@ export interface ControlServerOptions {
    * handler the op is refused ("not available").
    */
   handlers?: Partial<Record<Op, (req: Request) => Frame | Promise<Frame>>>;
+  /**
+   * Streaming operations (trace): started with the request, they push line
+   * batches through `write` until the client leaves, when the returned stop
+   * function runs. `write` drops (and counts) batches while the client's
+   * queue is over `subscriberQueueBytes`: the daemon never waits for a reader.
+   */
+  streams?: Partial<Record<Op, (req: Request, write: (lines: string[]) => void) => () => void>>;
 }
 
 /** Counters of the control server, included in `stats` as `control`. */
@@ -95,6 +102,8 @@ class Conn {
   busy = false;
   closed = false;
   sub: Subscriber | null = null;
+  /** Ends a stream (trace) this connection runs. */
+  stopStream: (() => void) | null = null;
   constructor(sock: Socket) {
     this.sock = sock;
   }
@@ -163,6 +172,7 @@ export class ControlServer {
   private readonly wallClock: () => number;
   private readonly onError: (err: unknown) => void;
   private readonly handlers: Partial<Record<Op, (req: Request) => Frame | Promise<Frame>>>;
+  private readonly streams: Partial<Record<Op, (req: Request, write: (lines: string[]) => void) => () => void>>;
   private readonly server: Server;
   private readonly conns = new Set<Conn>();
   private readonly subs: Subscriber[] = [];
@@ -184,6 +194,7 @@ export class ControlServer {
     this.wallClock = opts.wallClock ?? Date.now;
     this.onError = opts.onError ?? (() => {});
     this.handlers = opts.handlers ?? {};
+    this.streams = opts.streams ?? {};
     this.limits = Object.freeze({ ...DEFAULT_CONTROL_LIMITS, ...opts.limits });
     this.frameBytes = Math.max(1024, Math.min(64 * 1024, this.limits.subscriberQueueBytes >> 2));
     this.server = createServer((sock) => this.onConnection(sock));
@@ -324,7 +335,11 @@ export class ControlServer {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    for (const c of this.conns) c.sock.destroy();
+    for (const c of this.conns) {
+      if (c.stopStream !== null) c.stopStream();
+      c.stopStream = null;
+      c.sock.destroy();
+    }
     this.subs.length = 0;
     this.stopTimer();
     this.ct.events.enabled = this.ringWasEnabled;
@@ -361,7 +376,7 @@ export class ControlServer {
       }
       for (const l of lines) if (l.trim() !== "") conn.queue.push(l);
       if (conn.queue.length === 0) return;
-      if (conn.sub !== null) {
+      if (conn.sub !== null || conn.stopStream !== null) {
         // A subscriber only listens; answering chatter could queue without bound.
         conn.queue.length = 0;
         this.stats.errors++;
@@ -377,6 +392,10 @@ export class ControlServer {
       this.conns.delete(conn);
       this.stats.clients = this.conns.size;
       if (conn.sub !== null) this.unsubscribe(conn.sub);
+      if (conn.stopStream !== null) {
+        conn.stopStream();
+        conn.stopStream = null;
+      }
     });
   }
 
@@ -384,7 +403,7 @@ export class ControlServer {
   private async serve(conn: Conn): Promise<void> {
     conn.busy = true;
     conn.sock.pause();
-    while (conn.queue.length > 0 && !conn.closed && conn.sub === null) {
+    while (conn.queue.length > 0 && !conn.closed && conn.sub === null && conn.stopStream === null) {
       const line = conn.queue.shift() as string;
       this.stats.requests++;
       try {
@@ -442,6 +461,23 @@ export class ControlServer {
       case OP.EVENTS:
         return this.subscribe(conn, req);
       default: {
+        const st = this.streams[req.op];
+        if (st !== undefined) {
+          const limit = this.limits.subscriberQueueBytes;
+          const stop = st(req, (lines) => {
+            if (conn.closed) return;
+            if (conn.sock.writableLength > limit) {
+              this.stats.eventsDropped += lines.length;
+              return;
+            }
+            this.stats.eventsSent += lines.length;
+            conn.sock.write(encodeFrame({ lines }));
+          });
+          conn.stopStream = stop;
+          await this.send(conn, { ok: true, subscribed: true });
+          conn.sock.resume(); // keep reading, to see the client leave
+          return;
+        }
         const h = this.handlers[req.op];
         if (h === undefined) throw new SluiceError(ERR.USAGE, `${req.op}: not available in this daemon`);
         return this.send(conn, await h(req));

@@ -52,6 +52,7 @@ import { ERR, SluiceError } from "../errors.js";
 import { RuleEngine, type RulesSources } from "../rules/engine.js";
 import { RuleError } from "../rules/match-api.js";
 import { engineDeps, type TargetEffects } from "../rules/targets.js";
+import { TraceFilter, TraceHub, Tracer } from "../rules/trace.js";
 import type { SluiceConfig } from "./config.js";
 import { CounterSummary, RateLimitedLog } from "./log.js";
 import { installPlumbing, recoverStale, removePlumbing, type InstalledPlumbing, type PlumbingSpec } from "./plumbing.js";
@@ -117,6 +118,7 @@ export class Daemon {
   /** The rule engine (always there; without a ruleset for a family, that family keeps "drop INVALID, accept the rest"). */
   readonly rules: RuleEngine;
   private readonly effects: TargetEffects;
+  private readonly traces = new TraceHub();
   private readonly expired = (d: Pipeline["defrag"]): void => {
     for (let k = 0; k < d.releasedCount; k++) this.verdictTag(d.releasedTags[k]!, NF.DROP);
   };
@@ -158,6 +160,7 @@ export class Daemon {
    */
   loadRules(src: RulesSources, counters = false, why = "load"): number {
     const c = this.rules.load(src, counters);
+    if (this.traces.tracers.size > 0) this.attachTraces(true);
     const n = (c.v4?.ruleCount ?? 0) + (c.v6?.ruleCount ?? 0);
     this.log.info({ why, ipv4: src.ipv4?.file, ipv6: src.ipv6?.file, rules4: c.v4?.ruleCount, rules6: c.v6?.ruleCount }, "ruleset loaded");
     return n;
@@ -189,6 +192,34 @@ export class Daemon {
       if (e instanceof RuleError) this.log.warn({ err: { code: e.code, message: e.message } }, "sluice rules load: ruleset refused; the previous ruleset stays live");
       throw e;
     }
+  }
+
+  /** Points the pipeline and the live rulesets at the trace hub (or away from it). */
+  private attachTraces(on: boolean): void {
+    this.rules.tracer = on ? this.traces : null;
+    for (const f of [4, 6] as const) {
+      const rs = this.rules.forFamily(f);
+      if (rs !== null) rs.onMatch = on ? this.traces.onMatch : null;
+    }
+  }
+
+  /** `sluice trace`: a tracer for this client until it leaves. */
+  private traceOp(req: Request, write: (lines: string[]) => void): () => void {
+    if (this.rules.forFamily(4) === null && this.rules.forFamily(6) === null) {
+      throw new SluiceError(ERR.RULES, "trace: no ruleset is loaded (the policy is drop INVALID, accept the rest; there are no chains to trace)");
+    }
+    const ifname = (i: number): string | undefined => this.routes?.ifnameOf(i);
+    const { deps } = engineDeps(this.cfg.mode, null);
+    const filter = new TraceFilter(typeof req.match === "string" ? req.match : "", deps, ifname);
+    const t = new Tracer(filter, (block) => write(block.trimEnd().split("\n")), ifname);
+    this.traces.tracers.add(t);
+    this.attachTraces(true);
+    this.log.info({ match: filter.text }, "trace started");
+    return () => {
+      this.traces.tracers.delete(t);
+      if (this.traces.tracers.size === 0) this.attachTraces(false);
+      this.log.info({ match: filter.text, traced: t.traced }, "trace ended");
+    };
   }
 
   private rulesSaveOp(req: Request): Frame {
@@ -237,6 +268,7 @@ export class Daemon {
         [OP.RULES_LOAD]: (req) => this.rulesLoadOp(req),
         [OP.RULES_SAVE]: (req) => this.rulesSaveOp(req),
       },
+      streams: { [OP.TRACE]: (req, write) => this.traceOp(req, write) },
     });
     this.routes = await RouteMirror.start({
       onChange: (snap) => {

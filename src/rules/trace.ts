@@ -91,6 +91,11 @@ export class Tracer implements PipelineTracer {
     this.matched.push(rule);
   };
 
+  /** A rule matched (TraceHub forwards Ruleset.onMatch here). */
+  matchedRule(rule: number): void {
+    this.matched.push(rule);
+  }
+
   constructor(filter: TraceFilter, write: (block: string) => void, ifname: (ifindex: number) => string | undefined) {
     this.filter = filter;
     this.write = write;
@@ -189,4 +194,23 @@ export function describePacket(c: RuleContext, ifname: (ifindex: number) => stri
   const outName = c.outIfindex !== 0 ? ifname(c.outIfindex) ?? `if${c.outIfindex}` : "";
   if (inName !== "" || outName !== "") s += `  ${inName !== "" ? `in ${inName}` : ""}${inName !== "" && outName !== "" ? " → " : ""}${outName !== "" ? `out ${outName}` : ""}`;
   return s;
+}
+
+/**
+ * Several live traces at once (one per `sluice trace` client): the
+ * pipeline and the rulesets see one tracer, which fans out.
+ */
+export class TraceHub implements PipelineTracer {
+  readonly tracers = new Set<Tracer>();
+  readonly onMatch = (rule: number): void => {
+    for (const t of this.tracers) t.matchedRule(rule);
+  };
+
+  table(rs: Ruleset, table: number, hook: number, verdict: number, c: RuleContext): void {
+    for (const t of this.tracers) t.table(rs, table, hook, verdict, c);
+  }
+
+  done(verdict: number, c: RuleContext): void {
+    for (const t of this.tracers) t.done(verdict, c);
+  }
 }
