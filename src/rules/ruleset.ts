@@ -428,6 +428,16 @@ const CONNMARK_SET = 0;
 const CONNMARK_SAVE = 1;
 const CONNMARK_RESTORE = 2;
 
+/** A map that reads through to the previous ruleset's entries and holds only what is set in this one. */
+class CarryOverMap extends Map<string, unknown> {
+  constructor(private readonly previous: ReadonlyMap<string, unknown>) {
+    super();
+  }
+  override get(key: string): unknown {
+    return super.has(key) ? super.get(key) : this.previous.get(key);
+  }
+}
+
 /** Helper ids for CT --helper (the FTP helper is the only one Linux users here ask for). */
 export const HELPERS = ["", "ftp"] as const;
 
@@ -498,7 +508,10 @@ function parseMarkMask(o: OptionNode): [number, number] {
 export function compileRuleset(ast: RulesetNode, opts: CompileOptions): Ruleset {
   const family = ast.family;
   const pool = new MatchPool();
-  const named = new Map<string, unknown>(opts.named ?? []);
+  // Named state (recent lists, hashlimit tables) is looked up in the previous
+  // ruleset but only what this ruleset's rules ask for is kept: a list no rule
+  // uses any more goes, as Linux frees it with its last rule.
+  const named = new CarryOverMap(opts.named ?? new Map());
   const init: RulesetInit = {
     ast, pool, named, origins: [], flags: [], proto: [], addr: [], inPat: [], outPat: [],
     matchStart: [], matchCount: [], matchKind: [], matchOff: [], target: [], targetArg: [],

@@ -68,7 +68,8 @@ describe("-m tcp flags and options", () => {
     expect(r.test("-p tcp --tcp-flags ALL NONE", tcp(1, 2, ""))).toBe(true);
     expect(r.test("-p tcp --tcp-flags ALL NONE", tcp(1, 2, "E"))).toBe(true); // ECE is not in ALL
     expect(r.test("-p tcp --tcp-flags ALL FIN,PSH,URG", tcp(1, 2, "FPU"))).toBe(true);
-    expect(r.test("-p tcp --tcp-flags ECE,CWR ECE", tcp(1, 2, "SE"))).toBe(true);
+    // iptables 1.8.9: "Unknown TCP flag `ECE'" (libxt_tcp has no ECE/CWR names).
+    expect(r.error("-p tcp --tcp-flags ECE,CWR ECE")).toMatch(/Unknown TCP flag `ECE'/);
     expect(r.test("-p tcp ! --tcp-flags SYN,ACK SYN", tcp(1, 2, "S"))).toBe(false);
     expect(r.test("-p tcp --tcp-flags SYN,,ACK SYN", tcp(1, 2, "S"))).toBe(true);
   });

@@ -192,6 +192,18 @@ describe("-m recent", () => {
     expect(at(r, check, 80_004, a)).toBe(false);
     expect(at(r, rm, 80_005, a)).toBe(false);
   });
+  it("the classic pair (update then set), as Linux 6.18 counted five packets: the update matched 2", () => {
+    const r = new Rig();
+    const upd = r.compile("-m recent --update --seconds 60 --hitcount 3 --name X");
+    const set = r.compile("-m recent --set --name X");
+    let n = 0;
+    // Two rules without a target: every packet goes through both.
+    for (let i = 0; i < 5; i++) {
+      if (at(r, upd, i, from("127.0.0.1"))) n++;
+      expect(at(r, set, i, from("127.0.0.1"))).toBe(true);
+    }
+    expect(n).toBe(2);
+  });
   it("--rdest, --mask, --rttl, negation", () => {
     const r = new Rig();
     const setDst = r.compile("-m recent --set --rdest --name d");

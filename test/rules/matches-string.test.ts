@@ -58,6 +58,20 @@ describe("search algorithms", () => {
       { numRuns: 3000 },
     );
   });
+  it("the same over the full byte range and patterns up to 128 bytes cut from the text", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 400 }), fc.nat(), fc.integer({ min: 1, max: 128 }), fc.boolean(), (t, at, len, icase) => {
+        const s = at % t.length;
+        let p = t.slice(s, Math.min(t.length, s + len));
+        if (icase) p = p.map((x) => TOUPPER[x]!);
+        const { bm, kmp } = tables(p);
+        const want = naive(p, t, 0, t.length, icase);
+        expect(bmSearch(bm, 0, p, t, 0, t.length, icase)).toBe(want);
+        expect(kmpSearch(kmp, 0, p, t, 0, t.length, icase)).toBe(want);
+      }),
+      { numRuns: 2000 },
+    );
+  });
   it("periodic patterns (the good-suffix rule's hard cases)", () => {
     const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
     for (const [pat, text] of [["abab", "abaabababab"], ["aaaa", "aaabaaaaa"], ["abcab", "abcabcabcab"], ["anpanman", "xxanpanmanxx"], ["bcbcbc", "abcbcbcbcbcbc"]]) {

@@ -10,6 +10,7 @@ import { fail, strtoulPartial } from "./parse.js";
 /** One name: [name, type, code min, code max]. */
 type IcmpName = readonly [string, number, number, number];
 
+/** libxt_icmp.h `icmp_codes`. */
 // prettier-ignore
 export const ICMP_NAMES: readonly IcmpName[] = [
   ["any", 0xff, 0, 0xff],
@@ -54,6 +55,7 @@ export const ICMP_NAMES: readonly IcmpName[] = [
   ["address-mask-reply", 18, 0, 0xff],
 ];
 
+/** libxt_icmp.h `icmpv6_codes`. */
 // prettier-ignore
 export const ICMPV6_NAMES: readonly IcmpName[] = [
   ["destination-unreachable", 1, 0, 0xff],

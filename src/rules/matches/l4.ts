@@ -35,9 +35,9 @@ const INV_DST = 2;
 const INV_FLAGS = 4;
 const INV_OPTION = 8;
 
-/** iptables' TCP flag names (libxt_tcp `tcp_flag_names`; ALL is the six classic flags, as there). ECE and CWR are sluice additions. */
+/** iptables' TCP flag names (libxt_tcp `tcp_flag_names`; ALL is the six classic flags). iptables 1.8.9 refuses ECE and CWR, so does sluice. */
 const TCP_FLAG_NAMES: Readonly<Record<string, number>> = {
-  FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10, URG: 0x20, ECE: 0x40, CWR: 0x80, ALL: 0x3f, NONE: 0,
+  FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10, URG: 0x20, ALL: 0x3f, NONE: 0,
 };
 
 function parseTcpFlags(o: OptionNode, text: string): number {

@@ -136,6 +136,7 @@ export function compileLength(node: MatchNode, env: MatchEnv): CompiledMatch {
   return { kind: KIND.LENGTH, off: env.pool.push(lo, hi, l.negated ? 1 : 0) };
 }
 
+/** `length_mt` / `length_mt6`. */
 export function evalLength(off: number, pool: MatchPool, c: RuleContext): boolean {
   const a = pool.i32, n = c.pkt.length;
   return (n >= a[off] && n <= a[off + 1]) !== (a[off + 2] !== 0);
@@ -206,6 +207,7 @@ function packetType(c: RuleContext): number {
   return PACKET.HOST;
 }
 
+/** `pkttype_mt` over the derived packet type. */
 export function evalPkttype(off: number, pool: MatchPool, c: RuleContext): boolean {
   const a = pool.i32;
   return (packetType(c) === a[off]) !== (a[off + 1] !== 0);
