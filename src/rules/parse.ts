@@ -28,13 +28,27 @@
  * structure: names of chains, matches and targets, addresses, interfaces,
  * the protocol, counters, commands and their arguments.
  *
+ * Commands, as iptables-legacy-restore runs them (the nft backend of 1.8.9
+ * fails on some): -A, -I [N] (each address pair of a comma list inserted at
+ * N, so in reverse order), -D N / -D rule, -R N, -C, -N, -E (jumps follow the
+ * rename), -X [chain] (empty and unreferenced), -F [chain], -P (policy
+ * counters from -c, else zero), -Z (checked, and without effect: libiptc
+ * zeroes only counters read from the kernel, and every counter here comes
+ * from the file). -L, -S, -h, -V, -t, -w are refused.
+ *
+ * Positions: a rule is its line (column 1); a match is its name after `-m`
+ * (or the option that loaded it implicitly); a target is its name after
+ * `-j`/`-g`; an option is the option word; an address is its item in a
+ * comma list; the protocol and interfaces are their values.
+ *
  * Where sluice is stricter than iptables-restore, on purpose (each refusal
  * says why): counters must be `[digits:digits]` wherever they appear
  * (iptables reads them with sscanf, and ignores them without `-c`); an
  * unterminated quote is an error (iptables takes the rest of the line, newline
  * included); interface names may not contain `/` or whitespace, and `+` only
  * at the end (iptables warns); a user chain may not be declared twice (nft
- * accepts it, legacy refuses); a table other than raw, mangle, nat, filter.
+ * accepts it, legacy refuses); a table other than raw, mangle, nat, filter;
+ * -L and -S (iptables lists the rules and goes on).
  * Intrapositioned negation (`--dport ! 22`, `-s ! 1.2.3.4`) is refused as
  * iptables 1.8.9 refuses it, with a message that says how to write it.
  *
@@ -462,6 +476,23 @@ const SHORT_OPTS: Readonly<Record<string, 0 | 1 | 2>> = {
 /** 1.8.9 reads these from argv[optind - 1]: an attached value (`-ptcp`) is read as the whole word. */
 const WHOLE_WORD_VALUE = new Set(["p", "s", "d", "j", "g"]);
 
+const BASE_ENTRIES: readonly LongEntry[] = BASE_LONG.map((b) => ({ name: b.name, hasArg: b.hasArg, id: `base:${b.code}`, code: b.code, ext: null }));
+
+/** The getopt entries of an extension's options (every spelling), built once per extension. */
+const entryCache = { match: new Map<ExtensionSpec, readonly LongEntry[]>(), target: new Map<ExtensionSpec, readonly LongEntry[]>() };
+function extensionEntries(ext: LoadedExt): readonly LongEntry[] {
+  let out = entryCache[ext.kind].get(ext.spec);
+  if (out === undefined) {
+    const list: LongEntry[] = [];
+    for (const [main, spec] of Object.entries(ext.spec.options)) {
+      const id = `${ext.kind}:${ext.spec.name}:${main}`;
+      for (const n of [main, ...(spec.aliases ?? [])]) list.push({ name: n.slice(2), hasArg: spec.args === 0 ? 0 : 1, id, code: "", ext: { ext, main, spec } });
+    }
+    entryCache[ext.kind].set(ext.spec, (out = list));
+  }
+  return out;
+}
+
 /** An extension whose options are in the option table. */
 interface LoadedExt {
   kind: "match" | "target";
@@ -518,7 +549,7 @@ class RuleLine {
   private readonly matches: MatchNode[] = [];
   /** The instance options of a match name go to: the latest `-m NAME`. */
   private readonly latest = new Map<string, MatchNode>();
-  /** Extensions in option-table order: the most recently (first) loaded first. */
+  /** Extensions in option-table order (after the base options): the most recently (first) loaded first. */
   private readonly loaded: LoadedExt[] = [];
   private jumpTok: Token | null = null;
   private jumpKind: "jump" | "goto" = "jump";
@@ -569,19 +600,17 @@ class RuleLine {
    * that names one option only (spellings of the same option may share it).
    */
   private lookupLong(name: string): LongEntry | "ambiguous" | null {
-    const entries: LongEntry[] = [];
-    for (const b of BASE_LONG) entries.push({ name: b.name, hasArg: b.hasArg, id: `base:${b.code}`, code: b.code, ext: null });
-    for (const ext of this.loaded) {
-      for (const [main, spec] of Object.entries(ext.spec.options)) {
-        const id = `${ext.kind}:${ext.spec.name}:${main}`;
-        for (const n of [main, ...(spec.aliases ?? [])]) entries.push({ name: n.slice(2), hasArg: spec.args === 0 ? 0 : 1, id, code: "", ext: { ext, main, spec } });
-      }
-    }
-    const exact = entries.find((e) => e.name === name);
-    if (exact !== undefined) return exact;
-    const pre = entries.filter((e) => e.name.startsWith(name));
-    if (pre.length === 0) return null;
-    return pre.every((e) => e.id === pre[0]!.id) ? pre[0]! : "ambiguous";
+    for (const e of BASE_ENTRIES) if (e.name === name) return e;
+    for (const ext of this.loaded) for (const e of extensionEntries(ext)) if (e.name === name) return e;
+    let first: LongEntry | null = null;
+    const consider = (e: LongEntry): boolean => {
+      if (!e.name.startsWith(name)) return true;
+      if (first === null) first = e;
+      return e.id === first.id;
+    };
+    for (const e of BASE_ENTRIES) if (!consider(e)) return "ambiguous";
+    for (const ext of this.loaded) for (const e of extensionEntries(ext)) if (!consider(e)) return "ambiguous";
+    return first;
   }
 
   /** load_proto: `-p NAME` loads NAME's match the first time an option is unknown. */
@@ -734,7 +763,9 @@ class RuleLine {
     this.matches.push(m);
     this.latest.set(spec.name, m);
     // A second instance of a match is a clone: its options are already in the table (command_match).
-    if (!this.loaded.some((e) => e.kind === "match" && e.spec === spec)) this.loaded.unshift({ kind: "match", spec });
+    if (!this.loaded.some((e) => e.kind === "match" && e.spec === spec)) {
+      this.loaded.unshift({ kind: "match", spec });
+    }
   }
 
   private interfaceArg(tok: Token, negated: boolean): IfaceNode {
@@ -953,19 +984,19 @@ class RuleLine {
     const owner = f.ext.kind === "target" ? this.target! : this.latest.get(f.ext.spec.name)!;
     const negated = this.invert !== null;
     // For messages: the spelling used, or the main one when the text abbreviated it.
-    const written = f.spelled === f.main || findOption(f.ext.spec, f.spelled) !== undefined ? f.spelled : f.main;
+    const written = (): string => (f.spelled === f.main || findOption(f.ext.spec, f.spelled) !== undefined ? f.spelled : f.main);
     // xtables_option_parse: every option of the extensions sluice knows may be given once per match (no XTOPT_MULTI)
-    if (owner.options.some((o) => o.name === f.main)) this.fail(f.tok, `${f.ext.spec.name}: option \`${written}\` can only be used once`);
-    if (negated && !f.spec.negatable) this.fail(this.invert!, `${f.ext.spec.name}: option \`${written}\` cannot be inverted`);
+    if (owner.options.some((o) => o.name === f.main)) this.fail(f.tok, `${f.ext.spec.name}: option \`${written()}\` can only be used once`);
+    if (negated && !f.spec.negatable) this.fail(this.invert!, `${f.ext.spec.name}: option \`${written()}\` cannot be inverted`);
     const args: string[] = [];
     if (f.arg !== null) {
-      if (f.spec.negatable) this.refuseIntrapositioned(written, f.arg);
+      if (f.spec.negatable) this.refuseIntrapositioned(written(), f.arg);
       args.push(f.arg.text);
     }
     if (f.spec.args === 2) {
       // The extension reads its second argument itself (e.g. libxt_tcp's --tcp-flags).
       const second = this.toks[this.i];
-      if (second === undefined || second.text[0] === "-" || second.text[0] === "!") this.fail(f.tok, `${written} requires two args`);
+      if (second === undefined || second.text[0] === "-" || second.text[0] === "!") this.fail(f.tok, `${written()} requires two args`);
       args.push(second.text);
       this.i++;
     }
@@ -1046,18 +1077,21 @@ class RuleLine {
   /** The rules this line describes: one per source × destination, sources outer (as iptables loops). */
   private rules(srcs: (AddressNode | null)[], dsts: (AddressNode | null)[]): RuleNode[] {
     const out: RuleNode[] = [];
+    const many = srcs.length * dsts.length > 1;
     for (const s of srcs) {
       for (const d of dsts) {
+        // One rule owns this line's nodes; the copies of a comma list get their own (nothing is shared).
+        const first = out.length === 0 || !many;
         out.push({
           pos: { file: this.file, line: this.line, col: 1 },
-          proto: this.proto === null ? null : { ...this.proto },
-          src: s === null ? null : { ...s, words: [...s.words], mask: [...s.mask] },
-          dst: d === null ? null : { ...d, words: [...d.words], mask: [...d.mask] },
-          inIface: this.inIface === null ? null : { ...this.inIface },
-          outIface: this.outIface === null ? null : { ...this.outIface },
-          fragment: this.fragment === null ? null : { ...this.fragment },
-          matches: structuredClone(this.matches),
-          target: this.target === null ? null : structuredClone(this.target),
+          proto: this.proto === null || first ? this.proto : { ...this.proto },
+          src: s === null || first ? s : { ...s, words: [...s.words], mask: [...s.mask] },
+          dst: d === null || first ? d : { ...d, words: [...d.words], mask: [...d.mask] },
+          inIface: this.inIface === null || first ? this.inIface : { ...this.inIface },
+          outIface: this.outIface === null || first ? this.outIface : { ...this.outIface },
+          fragment: this.fragment === null || first ? this.fragment : { ...this.fragment },
+          matches: first ? this.matches : this.matches.map(cloneMatch),
+          target: this.target === null || first ? this.target : { ...this.target, options: this.target.options.map(cloneOption) },
           packets: this.counters?.packets ?? 0n,
           bytes: this.counters?.bytes ?? 0n,
         });
@@ -1166,6 +1200,14 @@ class RuleLine {
     this.table.chains.delete(c.name);
     this.table.user.splice(this.table.user.indexOf(c), 1);
   }
+}
+
+function cloneOption(o: OptionNode): OptionNode {
+  return { ...o, args: [...o.args] };
+}
+
+function cloneMatch(m: MatchNode): MatchNode {
+  return { ...m, options: m.options.map(cloneOption) };
 }
 
 /** A counter value: decimal digits, at most 2^64 - 1. */

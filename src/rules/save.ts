@@ -19,13 +19,13 @@
  * IPv6 form), then its matches (`-m NAME` and options, in the order they were
  * given), then `-j`/`-g` and the target's options.
  *
- * What iptables-save prints differently: a match the protocol loaded
- * implicitly (`-p tcp --dport 22`) is printed without `-m tcp`, and option
- * spellings stay as written (`--dport` or `--destination-port`; an
- * abbreviation such as `--dp` is printed in full), so that
- * parsing the output gives back the same AST (parse.test.ts and
- * save.test.ts check this on every fixture); `-p all` is printed (the
- * rule said it). Option values are printed as they were given (the AST keeps
+ * A match the protocol loaded implicitly (`-p tcp --dport 22`) is printed
+ * with `-m tcp`, as iptables-save prints it; parsing the output gives back
+ * the same ruleset (the AST differs only in that match's `implicit` flag:
+ * parse.test.ts and save.test.ts check this on every fixture). What
+ * iptables-save prints differently: option spellings stay as written
+ * (`--dport` or `--destination-port`; an abbreviation such as `--dp` is
+ * printed in full); `-p all` is printed (the rule said it). Option values are printed as they were given (the AST keeps
  * strings), quoted when the tokenizer needs it; `--comment`,
  * `--log-prefix` and `--nflog-prefix` are quoted like xtables_save_string.
  */
@@ -48,10 +48,11 @@ const SAVE_STRING_OPTIONS = new Set(["--comment", "--log-prefix", "--nflog-prefi
  * A word as iptables-restore's tokenizer will read it back: bare when it
  * can be, else in double quotes with `"` and `\` (and `'`, as
  * xtables_save_string does) escaped by a backslash. `xtablesString`:
- * quote everything but `[A-Za-z0-9_-]+`, as xtables_save_string does.
+ * quote everything but `[A-Za-z0-9_-]+`, as xtables_save_string does. A
+ * value `!` is quoted too, so that it cannot read as old-style negation.
  */
 export function quoteWord(s: string, xtablesString = false): string {
-  const bare = xtablesString ? /^[A-Za-z0-9_-]+$/.test(s) : s !== "" && !/[\s"]/.test(s);
+  const bare = xtablesString ? /^[A-Za-z0-9_-]+$/.test(s) : s !== "" && s !== "!" && !/[\s"]/.test(s);
   return bare ? s : `"${s.replace(/["\\']/g, (c) => `\\${c}`)}"`;
 }
 
@@ -129,7 +130,7 @@ export function formatRule(r: RuleNode, family: 4 | 6): string {
   if (r.proto !== null) s += `${neg(r.proto.negated)} -p ${r.proto.value === 0 ? "all" : protocolName(r.proto.value, family)}`;
   if (r.fragment !== null) s += `${neg(r.fragment.negated)} -f`;
   for (const m of r.matches) {
-    if (!m.implicit) s += ` -m ${m.name}`;
+    s += ` -m ${m.name}`;
     for (const o of m.options) s += formatOption(o, MATCHES[m.name]);
   }
   if (r.target !== null) {

@@ -171,7 +171,7 @@ COMMIT
     expect(send(pipe, syn, HOOK.PREROUTING, LAN)).toBe(VERDICT.DROP);
     const saved = engine.save(4)!;
     expect(saved).toMatch(/\[1:\d+\] -A FORWARD -i lan0 -o wan0 -j CHECK/);
-    expect(saved).toMatch(/\[1:\d+\] -A LEAF -p tcp (-m tcp )?--dport 80 -j RETURN/);
+    expect(saved).toMatch(/\[1:\d+\] -A LEAF -p tcp -m tcp --dport 80 -j RETURN/);
     expect(saved).toMatch(/\[0:0\] -A CHECK -j ACCEPT/);
     expect(saved).toContain(":FORWARD DROP [1:");
   });

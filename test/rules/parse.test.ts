@@ -806,7 +806,7 @@ describe("fuzz: any text either parses or is refused with a RuleError; what pars
       { numRuns: 3000, seed: 20251202 },
     );
     expect(accepted).toBeGreaterThan(300); // the generator reaches the accepting paths too
-  });
+  }, 60_000);
 });
 
 // ---------------------------------------------------------------------------

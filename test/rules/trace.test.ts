@@ -42,7 +42,7 @@ describe("replay --trace", () => {
     const out = run("");
     expect(out).toBe(
       "#0  tcp 10.0.1.2:40000 → 203.0.113.2:22 [S]  in lan0 → out wan0   DROP by filter CHECK#1\n" +
-      "    filter FORWARD     NEW         FORWARD#2 -j CHECK › CHECK#1 -p tcp --dport 22 -j REJECT --reject-with tcp-reset\n" +
+      "    filter FORWARD     NEW         FORWARD#2 -j CHECK › CHECK#1 -p tcp -m tcp --dport 22 -j REJECT --reject-with tcp-reset\n" +
       "#1  udp 10.0.1.2:5000 → 203.0.113.2:53  in lan0 → out wan0   ACCEPT\n" +
       "    filter FORWARD     NEW         FORWARD#2 -j CHECK › CHECK#2 -j LOG › CHECK#3 -j ACCEPT\n" +
       "#2  udp 203.0.113.2:53 → 10.0.1.2:5000  in wan0 → out lan0   ACCEPT\n" +
