@@ -9,7 +9,11 @@
 # unique for this run), streams `sluice conntrack -E` while the client pings,
 # fetches a page over HTTP and exchanges UDP datagrams with the server (both
 # families, N rounds, default 3), then shows `sluice conntrack -L`,
-# `sluice stats` and the Prometheus endpoint. With --keep it waits for
+# `sluice stats` and the Prometheus endpoint. The gateway runs the lab's
+# rulesets (config/lab.v4.rules, lab.v6.rules: LAN out, replies in, REJECT
+# for TCP port 81 and UDP port 9); the demo shows a refused connection, a
+# connection from the server side that the FORWARD policy drops, and
+# `sluice trace` of those packets. With --keep it waits for
 # Ctrl-C before tearing down, so you can look around:
 #   scripts/lab.sh exec NAME client ping 203.0.113.2
 #   node dist/src/cli/main.js conntrack -L --socket SOCKET
@@ -78,6 +82,7 @@ log: { level: info, pretty: false, summaryInterval: 5 }
 metrics: { port: 9633, address: 127.0.0.1 }
 control: { socket: $SOCK }
 stateDir: $TMP/state
+rules: { ipv4: $ROOT/config/lab.v4.rules, ipv6: $ROOT/config/lab.v6.rules }
 EOF
 
 say "starting sluice in $GATEWAY_NS"
@@ -138,8 +143,20 @@ done
 sleep 0.3
 kill "$EVENTS_PID" 2>/dev/null; wait "$EVENTS_PID" 2>/dev/null || true; EVENTS_PID=""
 
+say "the rules at work (sluice trace, live)"
+"${SLUICE[@]}" trace -p tcp -m multiport --dports 81,8080 --seconds 6 --count 3 --socket "$SOCK" &
+TRACE_PID=$!
+for _ in $(seq 50); do grep -q '"msg":"trace started"' "$TMP/sluice.log" && break; sleep 0.1; done
+echo "-- client → server TCP port 81 (REJECT --reject-with tcp-reset):"
+in_ns "$CLIENT_NS" curl -s -m 3 -o /dev/null "http://$SERVER_IP4:81/" && echo "  connected?!" || echo "  curl: connection refused at once (exit $?)"
+echo "-- server → client TCP port 8080 (not a reply: the FORWARD policy drops it):"
+in_ns "$SERVER_NS" curl -s -m 2 -o /dev/null "http://$CLIENT_IP4:8080/" && echo "  connected?!" || echo "  curl: timed out (exit $?)"
+wait "$TRACE_PID" 2>/dev/null || true
+
 say "sluice conntrack -L"
 "${SLUICE[@]}" conntrack -L --socket "$SOCK"
+say "sluice rules save (iptables-save -c of the live IPv4 ruleset)"
+"${SLUICE[@]}" rules save --socket "$SOCK"
 say "sluice stats"
 "${SLUICE[@]}" stats --socket "$SOCK"
 say "Prometheus (GET /metrics in the gateway namespace), a few lines"
