@@ -155,6 +155,11 @@ export class Ruleset {
   private readonly stackChain = new Int32Array(MAX_JUMP_DEPTH);
   private readonly stackRule = new Int32Array(MAX_JUMP_DEPTH);
   private ifCache = new Map<number, Uint8Array>();
+  // The last interfaces looked up, and their rows: most rules of a packet ask about the same two.
+  private inIf = -1;
+  private inRow: Uint8Array = new Uint8Array(0);
+  private outIf = -1;
+  private outRow: Uint8Array = new Uint8Array(0);
   private ifName: (ifindex: number) => string = () => "";
   /** Called with each rule that matches (sluice trace); null: off, one branch per matching rule. */
   onMatch: ((rule: number) => void) | null = null;
@@ -207,6 +212,7 @@ export class Ruleset {
   setInterfaceNames(fn: (ifindex: number) => string | undefined): void {
     this.ifName = (i) => (i === 0 ? "" : fn(i) ?? "");
     this.ifCache = new Map();
+    this.inIf = this.outIf = -1;
   }
 
   /** The entry chain of `table` at `hook`, or -1. */
@@ -376,8 +382,20 @@ export class Ruleset {
           if ((f & F_DST) !== 0 && masked6(b, p.off + 24, a, w + 8) === ((f & F_INV_DST) !== 0)) return false;
         }
       }
-      if ((f & F_IN) !== 0 && this.ifMatch(this.inPat[i]!, c.inIfindex) === ((f & F_INV_IN) !== 0)) return false;
-      if ((f & F_OUT) !== 0 && this.ifMatch(this.outPat[i]!, c.outIfindex) === ((f & F_INV_OUT) !== 0)) return false;
+      if ((f & F_IN) !== 0) {
+        if (c.inIfindex !== this.inIf) {
+          this.inIf = c.inIfindex;
+          this.inRow = this.ifRow(c.inIfindex);
+        }
+        if ((this.inRow[this.inPat[i]!] === 1) === ((f & F_INV_IN) !== 0)) return false;
+      }
+      if ((f & F_OUT) !== 0) {
+        if (c.outIfindex !== this.outIf) {
+          this.outIf = c.outIfindex;
+          this.outRow = this.ifRow(c.outIfindex);
+        }
+        if ((this.outRow[this.outPat[i]!] === 1) === ((f & F_INV_OUT) !== 0)) return false;
+      }
       if ((f & F_FRAG) !== 0) {
         // -f: non-first fragments (IPv4 only).
         const nonFirst = c.pkt.ip4.fragmentOffset !== 0;
@@ -393,8 +411,8 @@ export class Ruleset {
     return true;
   }
 
-  /** Interface pattern `pat` against an interface index (0: no interface, the empty name). */
-  private ifMatch(pat: number, ifindex: number): boolean {
+  /** Which interface patterns an interface index matches (0: no interface, the empty name): one byte per pattern. */
+  private ifRow(ifindex: number): Uint8Array {
     let row = this.ifCache.get(ifindex);
     if (row === undefined) {
       // Once per interface (and after each setInterfaceNames): one byte per pattern.
@@ -406,7 +424,7 @@ export class Ruleset {
       }
       this.ifCache.set(ifindex, row);
     }
-    return row[pat] === 1;
+    return row;
   }
 }
 
@@ -682,10 +700,13 @@ function compileRule(
     if (missing !== 0) throw new RuleError(m.pos, `match ${m.name}: ${opts.missingReason?.(missing) ?? "the packet source does not provide what it needs"}`);
     init.needs |= needs;
     const cm = compileMatch(m, env);
+    // -m comment always matches: checked and kept in the AST (save, trace), never evaluated.
+    if (m.name === "comment") continue;
     init.matchKind.push(cm.kind);
     init.matchOff.push(cm.off);
   }
-  if (rule.matches.length > 255) throw new RuleError(rule.pos, "more than 255 matches in one rule");
+  const matchCount = init.matchKind.length - start;
+  if (matchCount > 255) throw new RuleError(rule.pos, "more than 255 matches in one rule");
 
   // Target.
   let target: number = T.NONE;
@@ -711,7 +732,7 @@ function compileRule(
   init.inPat.push(inPat);
   init.outPat.push(outPat);
   init.matchStart.push(start);
-  init.matchCount.push(rule.matches.length);
+  init.matchCount.push(matchCount);
   init.target.push(target);
   init.targetArg.push(arg);
 }
