@@ -117,3 +117,10 @@ export const TRACK_NAMES = ["accept", "ignore", "invalid", "repeat", "drop"] as 
 /** Conntrack event types (`conntrack -E` tags). */
 export const EVENT = { NEW: 0, UPDATE: 1, DESTROY: 2 } as const;
 export const EVENT_NAMES = ["NEW", "UPDATE", "DESTROY"] as const;
+
+/**
+ * Connection helpers by id, as a connection records them (0: none). A
+ * helper is assigned by `-t raw ... -j CT --helper NAME` to the connection
+ * the packet creates; `conntrack -L` shows it as `helper=NAME`.
+ */
+export const HELPER_NAMES = ["", "ftp"] as const;

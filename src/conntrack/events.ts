@@ -1,3 +1,4 @@
+import { HELPER_NAMES } from "./constants.js";
 import { ConnSnapshot } from "./snapshot.js";
 
 /*
@@ -9,7 +10,7 @@ import { ConnSnapshot } from "./snapshot.js";
  * event and counts it in `lost`: memory never grows, the packet path never
  * waits (like a netlink socket overrunning with ENOBUFS).
  *
- *   meta    [r*8]  type, family, proto, tcpState+1, status, timeout, mark, (spare)
+ *   meta    [r*8]  type, family, proto, tcpState+1, status, timeout, mark, helper id
  *   addr    [r*16] the 4 addresses
  *   port    [r*4]  the 4 ports
  *   numbers [r*6]  counters (4), time, handle
@@ -65,6 +66,7 @@ export class EventRing {
     r: number, type: number, time: number, handle: number, family: number, proto: number, tcpState: number,
     status: number, timeout: number, mark: number,
     addr: Int32Array, addrOff: number, port: Uint16Array, portOff: number, counters: Float64Array, cOff: number,
+    helper = 0,
   ): void {
     const m = r * META;
     this.meta[m] = type;
@@ -74,6 +76,7 @@ export class EventRing {
     this.meta[m + 4] = status;
     this.meta[m + 5] = timeout;
     this.meta[m + 6] = mark;
+    this.meta[m + 7] = helper;
     const a = r * 16;
     for (let k = 0; k < 16; k++) this.addr[a + k] = addr[addrOff + k];
     const p = r * 4;
@@ -99,6 +102,7 @@ export class EventRing {
     out.status = this.meta[m + 4];
     out.timeout = this.meta[m + 5];
     out.mark = this.meta[m + 6];
+    out.helper = HELPER_NAMES[this.meta[m + 7]] ?? "";
     out.addr.set(this.addr.subarray(r * 16, r * 16 + 16));
     out.port.set(this.port.subarray(r * 4, r * 4 + 4));
     const n = r * NUMS;

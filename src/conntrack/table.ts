@@ -154,6 +154,8 @@ export class ConnTable {
   readonly status: Uint16Array;
   /** Generation of each entry, bumped at every alloc (see `handle`). */
   readonly gen: Uint16Array;
+  /** Helper id of each entry (HELPER_NAMES; 0 none). */
+  readonly helper: Uint8Array;
 
   readonly bucketHead: Int32Array;
   readonly ringHead: Int32Array;
@@ -177,6 +179,7 @@ export class ConnTable {
     this.f64 = new Float64Array(this.buffer);
     this.status = new Uint16Array(cap);
     this.gen = new Uint16Array(cap);
+    this.helper = new Uint8Array(cap);
     this.bucketHead = new Int32Array(this.bucketCount).fill(-1);
     const a = this.i32, h = this.u16;
     for (let i = 0; i < cap; i++) {
@@ -195,7 +198,7 @@ export class ConnTable {
 
   /** Bytes of typed-array storage per entry in this table (records with their L4 area, side arrays, buckets). */
   bytesPerEntry(): number {
-    const total = this.buffer.byteLength + this.status.byteLength + this.gen.byteLength + this.bucketHead.byteLength;
+    const total = this.buffer.byteLength + this.status.byteLength + this.gen.byteLength + this.helper.byteLength + this.bucketHead.byteLength;
     return total / this.capacity;
   }
 
@@ -315,6 +318,7 @@ export class ConnTable {
     a[w + W_PREV] = -1;
     this.gen[i] = (this.gen[i] + 1) & 0xffff;
     this.status[i] = 0;
+    this.helper[i] = 0;
     a[w + W_MARK] = 0;
     this.u16[w * 2 + H_TCLASS] = NO_CLASS;
     const c = this.f64, k = i * RF + F_COUNTERS;

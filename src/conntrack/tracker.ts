@@ -3,7 +3,7 @@ import { ICMPV6_TYPE } from "../packet/icmp.js";
 import { PARSE, QuotedPacket, type Packet } from "../packet/packet.js";
 import { Tuple, tupleFromPacket, tupleFromQuoted } from "../packet/tuple.js";
 import type { ConntrackConfig } from "./config.js";
-import { CTINFO, DIR, EVENT, STATUS, TCLASS, TCLASS_COUNT, TRACK } from "./constants.js";
+import { CTINFO, DIR, EVENT, HELPER_NAMES, STATUS, TCLASS, TCLASS_COUNT, TRACK } from "./constants.js";
 import { EventRing } from "./events.js";
 import { ConnSnapshot } from "./snapshot.js";
 import { ConnTable, EVICTION_RANGE, REC } from "./table.js";
@@ -540,7 +540,7 @@ export class Conntrack {
     for (let k = 0; k < 16; k++) out.addr[k] = tb.i32[a + k];
     for (let k = 0; k < 4; k++) out.port[k] = tb.u16[p + k];
     for (let k = 0; k < 4; k++) out.counters[k] = tb.f64[c + k];
-    out.helper = "";
+    out.helper = HELPER_NAMES[tb.helper[i]!] ?? "";
   }
 
   /** Writes an event for entry `i`; `withState` false leaves the TCP state out (-1), as an UPDATE without IPCT_PROTOINFO. */
@@ -550,7 +550,7 @@ export class Conntrack {
     if (r < 0) return;
     const tb = this.table;
     ev.fill(r, type, now, tb.handle(i), tb.family(i), tb.proto(i), withState ? this.tcpState(i) : -1, tb.status[i],
-      secondsLeft(tb.expires(i), now), tb.mark(i), tb.i32, tb.addrAt(i), tb.u16, tb.portAt(i), tb.f64, tb.countersAt(i));
+      secondsLeft(tb.expires(i), now), tb.mark(i), tb.i32, tb.addrAt(i), tb.u16, tb.portAt(i), tb.f64, tb.countersAt(i), tb.helper[i]);
   }
 }
 

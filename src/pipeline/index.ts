@@ -215,6 +215,8 @@ export class Pipeline {
     }
     // nat chains: only the first packet of a connection (its entry is not confirmed yet).
     const firstOfConn = ct.pending && !c.notrack;
+    // CT --helper in raw applies to the connection this packet creates (Linux's template), not to an existing one.
+    if (firstOfConn && c.helper !== 0) ct.table.helper[ct.entry] = c.helper;
 
     if (this.run(rs, MANGLE, first, c) === RV.DROP) return this.dropped(true);
     if (firstOfConn && this.run(rs, NAT, first, c) === RV.DROP) return this.dropped(true);

@@ -23,7 +23,7 @@
  * Nothing here allocates per packet; targets with effects outside the
  * packet (LOG, NFLOG, REJECT) call the `RuleEffects` the engine provides.
  */
-import { CTINFO, STATUS } from "../conntrack/constants.js";
+import { CTINFO, HELPER_NAMES, STATUS } from "../conntrack/constants.js";
 import type { AddressNode, ChainNode, IfaceNode, MatchNode, OptionNode, RuleNode, RulesetNode, TargetNode } from "./ast.js";
 import { BUILTIN_CHAINS, HOOK_BIT, MATCHES, TABLES, TARGETS, type ExtensionSpec, type TableName } from "./extensions.js";
 import { type RuleContext } from "./context.js";
@@ -456,8 +456,8 @@ class CarryOverMap extends Map<string, unknown> {
   }
 }
 
-/** Helper ids for CT --helper (the FTP helper is the only one Linux users here ask for). */
-export const HELPERS = ["", "ftp"] as const;
+/** Helper ids for CT --helper (conntrack/constants.ts HELPER_NAMES). */
+export const HELPERS = HELPER_NAMES;
 
 // ─── Compilation ─────────────────────────────────────────────────────────────
 

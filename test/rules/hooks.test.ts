@@ -11,6 +11,8 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { CTINFO } from "../../src/conntrack/constants.js";
+import { formatConntrackLine } from "../../src/conntrack/format.js";
+import { ConnSnapshot } from "../../src/conntrack/snapshot.js";
 import { resolveConntrackConfig } from "../../src/conntrack/config.js";
 import { Pipeline, VERDICT, type PipelineTracer } from "../../src/pipeline/index.js";
 import { buildSnapshot } from "../../src/route/mirror.js";
@@ -239,5 +241,22 @@ COMMIT
     expect(send(pipe, rst, HOOK.PREROUTING, WAN, 0, 1001)).toBe(VERDICT.ACCEPT);
     expect(rec.steps.find((s) => s.at === "filter FORWARD")!.ctstate).toBe(CTINFO.ESTABLISHED_REPLY);
     expect(pipe.ct.table.count).toBe(0);
+  });
+});
+
+describe("CT --helper", () => {
+  it("assigns the helper to the connection the packet creates (conntrack -L shows helper=ftp), not to existing ones", () => {
+    const { pipe } = setup(`*raw
+-A PREROUTING -p tcp --dport 21 -j CT --helper ftp
+COMMIT
+`);
+    const ctl = ipv4Tcp({ src: "10.0.1.2", dst: "203.0.113.2", sport: 40021, dport: 21, seq: 1, flags: "S" });
+    expect(send(pipe, ctl, HOOK.PREROUTING, LAN)).toBe(VERDICT.ACCEPT);
+    const lines: string[] = [];
+    const snap = new ConnSnapshot();
+    pipe.ct.forEachEntry((i) => { pipe.ct.snapshot(i, 1000, snap); lines.push(formatConntrackLine(snap, false)); });
+    expect(lines).toEqual(["tcp      6 120 SYN_SENT src=10.0.1.2 dst=203.0.113.2 sport=40021 dport=21 [UNREPLIED] src=203.0.113.2 dst=10.0.1.2 sport=21 dport=40021 mark=0 helper=ftp use=1"]);
+    expect(send(pipe, syn, HOOK.PREROUTING, LAN)).toBe(VERDICT.ACCEPT);
+    expect(pipe.ct.table.helper[pipe.ct.entry]).toBe(0);
   });
 });
