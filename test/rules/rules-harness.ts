@@ -34,6 +34,8 @@ export const RPORT = {
   tcpDrop: 8183,
   /** TCP echo on the server for the long-running streams. */
   tcpStream: 8184,
+  /** TCP, rejected by the server itself with an ICMP error (its own iptables). */
+  tcpServerReject: 8185,
   /** UDP echo on the server, accepted. */
   udpOk: 9180,
   /** Nobody listens on the server: the server answers ICMP port unreachable. */
@@ -104,11 +106,18 @@ export function cli(args: readonly string[], timeoutMs = 10_000): Promise<Result
 }
 
 /** `sluice stats --json --socket S`, parsed; throws with the output on failure. */
-export async function stats(socket: string): Promise<{ pipeline: Record<string, number>; rules: Record<string, number> }> {
+export async function stats(socket: string): Promise<DaemonStats> {
   const argv = ["stats", "--json", "--socket", socket];
   const r = await cli(argv);
   if (r.code !== 0) throw new Error(describeResult(["sluice", ...argv], r));
-  return JSON.parse(r.out) as { pipeline: Record<string, number>; rules: Record<string, number> };
+  return JSON.parse(r.out) as DaemonStats;
+}
+
+/** The parts of `sluice stats --json` these tests read. */
+export interface DaemonStats {
+  pipeline: Record<string, number>;
+  rules: Record<string, number>;
+  queues: Array<Record<string, number>>;
 }
 
 // ─── Servers ─────────────────────────────────────────────────────────────
@@ -167,65 +176,94 @@ export async function startEchoServers(lab: Lab, role: "client" | "server", tcp:
 
 // ─── Probes ──────────────────────────────────────────────────────────────
 
-const PROBE_PY = String.raw`
-import errno, socket, sys, time
-kind, dst, port, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-fam = socket.AF_INET6 if ':' in dst else socket.AF_INET
-msg = b'probe %d\n' % port
-t0 = time.monotonic()
-def done(outcome, detail=''):
-    print(outcome, round((time.monotonic() - t0) * 1000), detail, flush=True)
-    sys.exit(0)
-try:
-    if kind == 'tcp':
-        s = socket.socket(fam, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        s.connect((dst, port))
-        sport = s.getsockname()[1]
-        s.sendall(msg)
-        got = b''
-        while len(got) < len(msg):
-            d = s.recv(64)
-            if not d:
-                break
-            got += d
-        done('echo' if got == msg else 'connected', 'sport=%d %r' % (sport, got))
-    else:
-        s = socket.socket(fam, socket.SOCK_DGRAM)
-        s.settimeout(timeout)
-        s.connect((dst, port))
-        s.send(msg)
-        got = s.recv(2048)
-        done('echo' if got == msg else 'other', repr(got))
-except ConnectionRefusedError:
-    done('refused')
-except socket.timeout:
-    done('timeout')
-except OSError as e:
-    done('error', errno.errorcode.get(e.errno, str(e.errno)))
+const PROBES_PY = String.raw`
+import errno, json, socket, sys, threading, time
+timeout = float(sys.argv[1])
+lock = threading.Lock()
+def probe(key, kind, dst, port):
+    fam = socket.AF_INET6 if ':' in dst else socket.AF_INET
+    msg = b'probe %d\n' % port
+    t0 = time.monotonic()
+    def done(outcome, detail=''):
+        with lock:
+            print(json.dumps({'key': key, 'outcome': outcome, 'ms': round((time.monotonic() - t0) * 1000), 'detail': detail}), flush=True)
+    try:
+        if kind == 'tcp':
+            s = socket.socket(fam, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            s.connect((dst, port))
+            sport = s.getsockname()[1]
+            s.sendall(msg)
+            got = b''
+            while len(got) < len(msg):
+                d = s.recv(64)
+                if not d:
+                    break
+                got += d
+            s.close()
+            done('echo' if got == msg else 'connected', 'sport=%d %r' % (sport, got))
+        else:
+            s = socket.socket(fam, socket.SOCK_DGRAM)
+            s.settimeout(timeout)
+            s.connect((dst, port))
+            s.send(msg)
+            got = s.recv(2048)
+            s.close()
+            done('echo' if got == msg else 'other', repr(got))
+    except ConnectionRefusedError:
+        done('refused')
+    except socket.timeout:
+        done('timeout')
+    except OSError as e:
+        done(errno.errorcode.get(e.errno, 'errno%d' % e.errno))
+threads = [threading.Thread(target=probe, args=(p['key'], p['kind'], p['dst'], p['port'])) for p in json.loads(sys.argv[2])]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
 `;
 
-/** What a probe saw: `echo` (answered), `refused` (TCP RST or ICMP port unreachable), `timeout`, `ok`/`fail` (ping), ... */
+/** What a probe saw: `echo` (answered), `refused` (TCP RST or ICMP port unreachable), `timeout`, another errno's name (`EHOSTUNREACH`), `ok`/`fail` (ping). */
 export interface ProbeResult {
   outcome: string;
   /** Time until the outcome, ms (ping: the command's). */
   ms: number;
+  /** TCP: `sport=N` and what came back; ping: its summary. */
   detail: string;
 }
 
-/** One connection attempt (TCP: connect and one echo; `detail` starts with `sport=N` when connected) or datagram (UDP), `timeoutS` at most. */
-export async function probe(lab: Lab, from: "client" | "server", kind: "tcp" | "udp", dst: string, port: number, timeoutS: number): Promise<ProbeResult> {
-  const argv = [PYTHON, "-c", PROBE_PY, kind, dst, String(port), String(timeoutS)];
-  const r = await lab.execAsync(from, argv, (timeoutS + 10) * 1000);
-  const m = /^(\S+) (\d+) ?(.*)$/m.exec(r.out);
-  if (r.code !== 0 || m === null) return { outcome: "probe-failed", ms: -1, detail: describeResult(argv, r) };
-  return { outcome: m[1]!, ms: Number(m[2]), detail: m[3]! };
+/** One probe of probeMany: a TCP connect and one echo, or one UDP datagram and its echo. */
+export interface ProbeItem {
+  key: string;
+  kind: "tcp" | "udp";
+  dst: string;
+  port: number;
 }
 
-/** Two echo requests, 0.2 s apart, `waitS` seconds for each reply: `ok` when one came back, else `fail`. */
-export async function pingProbe(lab: Lab, from: "client" | "server", dst: string, waitS = 1): Promise<ProbeResult> {
+/**
+ * Runs `items` at once, one thread each, in one python3 process in the
+ * namespace (one process rather than one per probe: on a small machine a
+ * burst of interpreter start-ups starves the daemon under test of CPU);
+ * each waits `timeoutS` at most for its answer. Results by key (a probe
+ * that reported nothing is `probe-failed`, with the process's output).
+ */
+export async function probeMany(lab: Lab, from: "client" | "server", items: readonly ProbeItem[], timeoutS: number): Promise<Record<string, ProbeResult>> {
+  const argv = [PYTHON, "-c", PROBES_PY, String(timeoutS), JSON.stringify(items)];
+  const r = await lab.execAsync(from, argv, (timeoutS + 10) * 1000);
+  const got: Record<string, ProbeResult> = {};
+  for (const line of r.out.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const x = JSON.parse(line) as ProbeResult & { key: string };
+    got[x.key] = { outcome: x.outcome, ms: x.ms, detail: x.detail };
+  }
+  for (const it of items) got[it.key] ??= { outcome: "probe-failed", ms: -1, detail: describeResult(argv, r) };
+  return got;
+}
+
+/** One echo request a second until one is answered or `deadlineS` seconds have passed: `ok` when answered, else `fail`. */
+export async function pingProbe(lab: Lab, from: "client" | "server", dst: string, deadlineS = 2): Promise<ProbeResult> {
   const t0 = Date.now();
-  const r = await lab.execAsync(from, ["ping", "-n", "-c", "2", "-i", "0.2", "-W", String(waitS), dst], 15_000);
+  const r = await lab.execAsync(from, ["ping", "-n", "-c", "1", "-w", String(deadlineS), dst], (deadlineS + 10) * 1000);
   return { outcome: r.code === 0 ? "ok" : r.code === 1 ? "fail" : "ping-error", ms: Date.now() - t0, detail: r.out.trim().split("\n").slice(-2).join(" ") + r.err };
 }
 
