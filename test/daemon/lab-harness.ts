@@ -300,6 +300,11 @@ export interface RunSpec {
   tunDevice?: string;
   tunTable?: number;
   tunRulePriority?: number;
+  /** Ruleset files (`rules.ipv4/ipv6`, relative to the config's directory); absent: none. */
+  rules4?: string | null;
+  rules6?: string | null;
+  /** Log level (default debug). */
+  logLevel?: "debug" | "info";
 }
 
 /** Paths of one daemon's run. */
@@ -332,12 +337,16 @@ export function writeConfig(spec: RunSpec): RunFiles {
   if (spec.mode === "tun") {
     lines.push("tun:", `  device: ${spec.tunDevice}`, `  table: ${spec.tunTable ?? 100}`, `  rulePriority: ${spec.tunRulePriority ?? 1000}`);
   }
+  if (spec.rules4 !== undefined || spec.rules6 !== undefined) {
+    const path = (p: string | null | undefined): string => (p === null || p === undefined ? "null" : JSON.stringify(p));
+    lines.push("rules:", `  ipv4: ${path(spec.rules4)}`, `  ipv6: ${path(spec.rules6)}`);
+  }
   lines.push(
     "control:",
     `  socket: ${files.socket}`,
     `stateDir: ${files.stateDir}`,
     "log:",
-    "  level: debug",
+    `  level: ${spec.logLevel ?? "debug"}`,
     "  pretty: false",
     "  summaryInterval: 0",
     "",

@@ -9,8 +9,6 @@
  * Bounds: as in lab-harness.ts, every command has a timeout (SIGKILL when it
  * expires) and every background process a lifetime.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import {
   PYTHON,
   SLUICE_CLI,
@@ -22,6 +20,7 @@ import {
   type Result,
   type RunFiles,
   type RunSpec,
+  writeConfig,
 } from "../daemon/lab-harness.js";
 
 /** Ports of the rules tests' servers (none shared with lab-harness's PORT, so the two never meet). */
@@ -61,41 +60,7 @@ export interface RulesRunSpec extends RunSpec {
  * `rules:` relative to the config's directory); returns the daemon's paths.
  */
 export function writeRulesConfig(spec: RulesRunSpec): RunFiles {
-  mkdirSync(spec.dir, { recursive: true });
-  const files: RunFiles = {
-    config: join(spec.dir, "sluice.yaml"),
-    socket: join(spec.dir, "ctl.sock"),
-    stateDir: join(spec.dir, "state"),
-    stateFile: join(spec.dir, "state", `${spec.instance}.json`),
-  };
-  const lines = [
-    `mode: ${spec.mode}`,
-    `instance: ${spec.instance}`,
-    "interfaces:",
-    "  lan: [lan0]",
-    "  wan: [wan0]",
-    "nfqueue:",
-    `  queues: [${spec.queue ?? 0}]`,
-    `  queueBypass: ${spec.queueBypass ?? false}`,
-  ];
-  if (spec.mode === "tun") {
-    lines.push("tun:", `  device: ${spec.tunDevice}`, `  table: ${spec.tunTable ?? 100}`, `  rulePriority: ${spec.tunRulePriority ?? 1000}`);
-  }
-  lines.push(
-    "rules:",
-    `  ipv4: ${spec.rules4 === null ? "null" : JSON.stringify(spec.rules4)}`,
-    `  ipv6: ${spec.rules6 === null ? "null" : JSON.stringify(spec.rules6)}`,
-    "control:",
-    `  socket: ${files.socket}`,
-    `stateDir: ${files.stateDir}`,
-    "log:",
-    "  level: info",
-    "  pretty: false",
-    "  summaryInterval: 0",
-    "",
-  );
-  writeFileSync(files.config, lines.join("\n"));
-  return files;
+  return writeConfig({ ...spec, logLevel: "info" });
 }
 
 // ─── The sluice CLI ──────────────────────────────────────────────────────
